@@ -1,0 +1,57 @@
+"""manygil: parallel Python in one process, on interpreters that each own
+their GIL (PEP 684).
+
+    import manygil
+
+    def work(n):
+        return sum(i * i for i in range(n))
+
+    with manygil.create() as interp:
+        print(interp.call(work, 10_000_000))
+"""
+from __future__ import annotations
+
+import atexit as _atexit
+
+from . import _core
+from ._api import Interpreter, create, get_current, get_main, is_shareable, list_all
+from ._errors import (
+    ExecutionFailed,
+    InterpreterError,
+    InterpreterNotFoundError,
+    NotShareableError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Interpreter",
+    "create",
+    "list_all",
+    "get_current",
+    "get_main",
+    "is_shareable",
+    "InterpreterError",
+    "InterpreterNotFoundError",
+    "ExecutionFailed",
+    "NotShareableError",
+]
+
+
+def _close_all_at_exit() -> None:
+    """Close the interpreters still open when the main interpreter exits.
+
+    Runs after non-daemon threads were joined; an interpreter that still runs
+    code (in a daemon thread) is left alone rather than waited for."""
+    main = _core.get_main()
+    for interp_id in reversed(_core.list_all()):
+        if interp_id == main:
+            continue
+        try:
+            _core.destroy(interp_id)
+        except InterpreterError:
+            pass
+
+
+if _core.get_current() == _core.get_main():
+    _atexit.register(_close_all_at_exit)

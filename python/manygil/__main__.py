@@ -1,0 +1,61 @@
+"""Command line: ``python -m manygil {demo,check} ...``.
+
+``python -m manygil demo``
+    Run a CPU-bound workload sequentially and on all cores; print the speedup.
+
+``python -m manygil check MODULE [MODULE ...]``
+    Say, for each module, whether it imports in an isolated own-GIL
+    interpreter.  Exits 1 if any does not.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+
+
+def check(modules: list[str]) -> int:
+    import manygil
+    failed = 0
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            print(f"{name}: no (not found in the main interpreter either)")
+            failed += 1
+            continue
+        with manygil.create() as interp:
+            try:
+                interp.exec(f"import {name}")
+            except manygil.ExecutionFailed as exc:
+                reason = exc.excinfo.msg.splitlines()[0] if exc.excinfo.msg else exc.excinfo.type.__name__
+                print(f"{name}: no ({exc.excinfo.type.__name__}: {reason})")
+                failed += 1
+            else:
+                print(f"{name}: yes")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m manygil", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_demo = sub.add_parser("demo", help="CPU-bound workload: sequential vs all cores")
+    p_demo.add_argument("--limit", type=int, default=1_500_000,
+                        help="count primes below this (default 1,500,000)")
+    p_demo.add_argument("--workers", type=int, default=None,
+                        help="interpreters to use (default: number of CPUs)")
+    p_check = sub.add_parser("check", help="can these modules load in own-GIL interpreters?")
+    p_check.add_argument("modules", nargs="+", metavar="MODULE")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from . import _demo
+        _demo.main(args.limit, args.workers)
+        return 0
+    return check(args.modules)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

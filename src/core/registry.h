@@ -1,0 +1,77 @@
+/* registry.h -- the process-global table of interpreters manygil drives,
+ * and the per-(thread, interpreter) thread-state cache.
+ *
+ * The registry never touches CPython: interpreters and thread states are
+ * opaque pointers here (the src/py layer owns what they point to).  It
+ * provides the lifecycle state machine:
+ *
+ *   add -> ALIVE --begin_close--> CLOSING --end_close--> (removed)
+ *
+ * A thread that runs code in an interpreter brackets it with enter/leave;
+ * `running` counts such threads and close refuses while it is non-zero.
+ * Thread states cached for (thread, interpreter) pairs are handed back to
+ * their owner on enter, collected by begin_close so the closer can delete
+ * them, and deleted by a thread-exit hook when their thread ends.
+ */
+#ifndef MG_CORE_REGISTRY_H
+#define MG_CORE_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mg__interp mg__interp_t;
+
+/* Called (with no GIL held) when a thread that cached `tstate` for
+ * `py_interp` exits: it must attach, clear and delete the thread state. */
+typedef void (*mg__tstate_deleter_t)(void *py_interp, void *tstate);
+
+/* Install the thread-exit deleter (once, at module load). */
+void mg__registry_set_deleter(mg__tstate_deleter_t fn);
+
+/* Tell the registry that Python has been finalized: thread-exit hooks then
+ * free their bookkeeping without touching thread states. */
+void mg__registry_mark_finalized(void);
+
+/* Register an interpreter.  If `creator_tstate` is not NULL it becomes the
+ * calling thread's cached thread state for it.  `anchor` (may be NULL) is a
+ * thread state owned by the record itself, handed to the closer with the
+ * others.  0, MG_ENOMEM or MG_EINVAL (id already registered). */
+int mg__registry_add(int64_t id, void *py_interp, int is_main,
+                     void *creator_tstate, void *anchor);
+
+/* Find an ALIVE interpreter and count the calling thread as running in it.
+ * On success *rec is pinned until mg__registry_leave and *tstate is the
+ * calling thread's cached thread state for it, or NULL.  MG_ENOTFOUND. */
+int mg__registry_enter(int64_t id, mg__interp_t **rec, void **tstate);
+
+/* Cache `tstate` as the calling thread's thread state for rec (which the
+ * thread has entered).  0 or MG_ENOMEM (then the caller keeps ownership). */
+int mg__registry_cache_tstate(mg__interp_t *rec, void *tstate);
+
+/* Undo mg__registry_enter. */
+void mg__registry_leave(mg__interp_t *rec);
+
+/* The opaque interpreter pointer of an entered/closing record. */
+void *mg__registry_py_interp(const mg__interp_t *rec);
+
+/* Start closing interpreter `id`.  May wait (briefly) for thread-exit hooks
+ * that are deleting thread states of it: call with no GIL held.
+ * On success the record is CLOSING (no one can enter), *own is the calling
+ * thread's cached thread state (or NULL), and *others/*nothers is a malloc'd
+ * array of every other cached thread state, which the caller must delete
+ * and free.  MG_ENOTFOUND (unknown or already closing), MG_EMAININTERP,
+ * MG_ERUNNING, MG_ENOMEM. */
+int mg__registry_begin_close(int64_t id, mg__interp_t **rec, void **own,
+                             void ***others, size_t *nothers);
+
+/* Finish closing: remove the record and drop the closer's pin. */
+void mg__registry_end_close(mg__interp_t *rec);
+
+/* 1 if a thread is running code in interpreter id, 0 if not, MG_ENOTFOUND. */
+int mg__registry_is_running(int64_t id);
+
+/* Snapshot the ids of all ALIVE interpreters into a malloc'd array
+ * (caller frees).  0 or MG_ENOMEM. */
+int mg__registry_ids(int64_t **ids, size_t *n);
+
+#endif /* MG_CORE_REGISTRY_H */

@@ -1,0 +1,48 @@
+/* sync.h -- the platform primitives the core uses: a mutex and a condition
+ * variable on the monotonic clock.  Thin wrappers over pthreads; each one
+ * aborts only on programmer error (a failing pthread call on a valid,
+ * initialized object), never on a runtime condition. */
+#ifndef MG_CORE_SYNC_H
+#define MG_CORE_SYNC_H
+
+#include <pthread.h>
+#include <time.h>
+#include <errno.h>
+#include <stdlib.h>
+
+typedef pthread_mutex_t mg__mutex_t;
+typedef pthread_cond_t mg__cond_t;
+
+#define MG__MUTEX_INIT PTHREAD_MUTEX_INITIALIZER
+
+static inline void mg__mutex_lock(mg__mutex_t *m) { if (pthread_mutex_lock(m)) abort(); }
+static inline void mg__mutex_unlock(mg__mutex_t *m) { if (pthread_mutex_unlock(m)) abort(); }
+
+/* Initialize a condition variable whose timed waits use CLOCK_MONOTONIC.
+ * Returns 0 or an errno value. */
+static inline int
+mg__cond_init(mg__cond_t *c)
+{
+    pthread_condattr_t attr;
+    int rc = pthread_condattr_init(&attr);
+    if (rc) return rc;
+    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (rc == 0) rc = pthread_cond_init(c, &attr);
+    pthread_condattr_destroy(&attr);
+    return rc;
+}
+
+static inline void mg__cond_destroy(mg__cond_t *c) { pthread_cond_destroy(c); }
+static inline void mg__cond_wait(mg__cond_t *c, mg__mutex_t *m) { if (pthread_cond_wait(c, m)) abort(); }
+static inline void mg__cond_broadcast(mg__cond_t *c) { pthread_cond_broadcast(c); }
+
+/* Monotonic time in nanoseconds. */
+static inline int64_t
+mg__monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+#endif /* MG_CORE_SYNC_H */

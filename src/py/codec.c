@@ -1,0 +1,481 @@
+/* codec.c -- the value codec (see codec.h for the contract).
+ *
+ * Wire format: one tag byte, then the payload.  Lengths and counts are
+ * unsigned LEB128 varints; small ints are zigzag varints.  The bytes never
+ * leave the process, so doubles and code units are in native byte order.
+ */
+#include "manygil.h"
+#include "py/codec.h"
+
+enum {
+    T_NONE = 'N', T_TRUE = 'T', T_FALSE = 'F',
+    T_INT = 'i',        /* zigzag varint (fits int64) */
+    T_BIGINT = 'I',     /* varint n, n bytes signed little-endian */
+    T_FLOAT = 'f',      /* 8 bytes */
+    T_COMPLEX = 'c',    /* 16 bytes */
+    T_ASCII = 'a',      /* varint n, n ASCII bytes */
+    T_UCS1 = '1', T_UCS2 = '2', T_UCS4 = '4',  /* varint n code units, raw */
+    T_BYTES = 'b', T_BYTEARRAY = 'B',          /* varint n, n bytes */
+    T_TUPLE = 't', T_LIST = 'l', T_SET = 's', T_FROZENSET = 'z', /* varint n, items */
+    T_DICT = 'd',       /* varint n, n (key, value) pairs */
+    T_PICKLE = 'P',     /* varint n, n bytes of pickle protocol 5 */
+};
+
+PyObject *
+mg__import_attr(const char *module, const char *name)
+{
+    PyObject *mod = PyImport_ImportModule(module);
+    if (mod == NULL)
+        return NULL;
+    PyObject *attr = PyObject_GetAttrString(mod, name);
+    Py_DECREF(mod);
+    return attr;
+}
+
+/* ---- encoding ---------------------------------------------------------- */
+
+#define ENC_TOO_DEEP 1      /* not an error: retry the whole value with pickle */
+
+static int
+put_varint(mg__buf_t *b, uint64_t v)
+{
+    unsigned char tmp[10];
+    size_t n = 0;
+    do {
+        unsigned char byte = v & 0x7f;
+        v >>= 7;
+        tmp[n++] = byte | (v ? 0x80 : 0);
+    } while (v);
+    return mg__buf_put(b, tmp, n);
+}
+
+static int
+put_tag_len(mg__buf_t *b, int tag, uint64_t n)
+{
+    if (mg__buf_put_u8(b, (unsigned char)tag) < 0 || put_varint(b, n) < 0)
+        return -1;
+    return 0;
+}
+
+/* Buffer functions return MG_ENOMEM (< 0); turn that into MemoryError. */
+#define CHECK_BUF(expr) do { if ((expr) < 0) { PyErr_NoMemory(); return -1; } } while (0)
+
+static int enc(mg__buf_t *b, PyObject *o, int depth);
+
+static int
+enc_pickle(mg__buf_t *b, PyObject *o)
+{
+    PyObject *dumps = mg__import_attr("manygil._pickle", "dumps");
+    if (dumps == NULL)
+        return -1;
+    PyObject *data = PyObject_CallOneArg(dumps, o);
+    Py_DECREF(dumps);
+    if (data == NULL)
+        return -1;
+    if (!PyBytes_Check(data)) {
+        Py_DECREF(data);
+        PyErr_SetString(PyExc_TypeError, "manygil._pickle.dumps must return bytes");
+        return -1;
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    int rc = put_tag_len(b, T_PICKLE, (uint64_t)n);
+    if (rc == 0)
+        rc = mg__buf_put(b, PyBytes_AS_STRING(data), (size_t)n);
+    Py_DECREF(data);
+    CHECK_BUF(rc);
+    return 0;
+}
+
+static int
+enc_int(mg__buf_t *b, PyObject *o)
+{
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (!overflow) {
+        uint64_t zz = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+        CHECK_BUF(mg__buf_put_u8(b, T_INT));
+        CHECK_BUF(put_varint(b, zz));
+        return 0;
+    }
+    size_t n = mg__long_nbytes(o);
+    CHECK_BUF(put_tag_len(b, T_BIGINT, n));
+    CHECK_BUF(mg__buf_reserve(b, n));
+    if (mg__long_to_bytes(o, b->data + b->len, n) < 0)
+        return -1;
+    b->len += n;
+    return 0;
+}
+
+static int
+enc_str(mg__buf_t *b, PyObject *o)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(o);
+    int kind = PyUnicode_KIND(o);
+    int tag = PyUnicode_IS_ASCII(o) ? T_ASCII
+            : kind == PyUnicode_1BYTE_KIND ? T_UCS1
+            : kind == PyUnicode_2BYTE_KIND ? T_UCS2 : T_UCS4;
+    CHECK_BUF(put_tag_len(b, tag, (uint64_t)n));
+    CHECK_BUF(mg__buf_put(b, PyUnicode_DATA(o), (size_t)n * (size_t)kind));
+    return 0;
+}
+
+/* Encode the items of a sequence (list or tuple) that may be mutated by the
+ * pickle fallback while we walk it. */
+static int
+enc_seq(mg__buf_t *b, PyObject *o, int tag, int depth)
+{
+    int is_list = tag == T_LIST;
+    Py_ssize_t n = is_list ? PyList_GET_SIZE(o) : PyTuple_GET_SIZE(o);
+    CHECK_BUF(put_tag_len(b, tag, (uint64_t)n));
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (is_list && PyList_GET_SIZE(o) != n) {
+            PyErr_SetString(PyExc_RuntimeError, "list changed size while being shared");
+            return -1;
+        }
+        PyObject *item = is_list ? PyList_GET_ITEM(o, i) : PyTuple_GET_ITEM(o, i);
+        Py_INCREF(item);
+        int rc = enc(b, item, depth + 1);
+        Py_DECREF(item);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int
+enc_dict(mg__buf_t *b, PyObject *o, int depth)
+{
+    Py_ssize_t n = PyDict_GET_SIZE(o), pos = 0, seen = 0;
+    PyObject *k, *v;
+    CHECK_BUF(put_tag_len(b, T_DICT, (uint64_t)n));
+    while (PyDict_Next(o, &pos, &k, &v)) {
+        if (++seen > n)
+            break;
+        Py_INCREF(k);
+        Py_INCREF(v);
+        int rc = enc(b, k, depth + 1);
+        if (rc == 0)
+            rc = enc(b, v, depth + 1);
+        Py_DECREF(k);
+        Py_DECREF(v);
+        if (rc)
+            return rc;
+    }
+    if (seen != n || PyDict_GET_SIZE(o) != n) {
+        PyErr_SetString(PyExc_RuntimeError, "dict changed size while being shared");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+enc_set(mg__buf_t *b, PyObject *o, int tag, int depth)
+{
+    Py_ssize_t n = PySet_GET_SIZE(o), seen = 0;
+    CHECK_BUF(put_tag_len(b, tag, (uint64_t)n));
+    PyObject *it = PyObject_GetIter(o);
+    if (it == NULL)
+        return -1;
+    PyObject *item;
+    int rc = 0;
+    while (rc == 0 && (item = PyIter_Next(it)) != NULL) {
+        if (++seen > n)
+            rc = -2;
+        else
+            rc = enc(b, item, depth + 1);
+        Py_DECREF(item);
+    }
+    Py_DECREF(it);
+    if (rc == -2 || (rc == 0 && !PyErr_Occurred() && seen != n)) {
+        PyErr_SetString(PyExc_RuntimeError, "set changed size while being shared");
+        return -1;
+    }
+    if (rc == 0 && PyErr_Occurred())
+        return -1;
+    return rc;
+}
+
+/* 0, -1 with an exception, or ENC_TOO_DEEP. */
+static int
+enc(mg__buf_t *b, PyObject *o, int depth)
+{
+    if (depth > MG__CODEC_MAX_DEPTH)
+        return ENC_TOO_DEEP;
+    PyTypeObject *tp = Py_TYPE(o);
+    if (o == Py_None) {
+        CHECK_BUF(mg__buf_put_u8(b, T_NONE));
+    }
+    else if (o == Py_True || o == Py_False) {
+        CHECK_BUF(mg__buf_put_u8(b, o == Py_True ? T_TRUE : T_FALSE));
+    }
+    else if (tp == &PyLong_Type) {
+        return enc_int(b, o);
+    }
+    else if (tp == &PyUnicode_Type) {
+        return enc_str(b, o);
+    }
+    else if (tp == &PyFloat_Type) {
+        double v = PyFloat_AS_DOUBLE(o);
+        CHECK_BUF(mg__buf_put_u8(b, T_FLOAT));
+        CHECK_BUF(mg__buf_put(b, &v, sizeof v));
+    }
+    else if (tp == &PyBytes_Type || tp == &PyByteArray_Type) {
+        int is_bytes = tp == &PyBytes_Type;
+        Py_ssize_t n = is_bytes ? PyBytes_GET_SIZE(o) : PyByteArray_GET_SIZE(o);
+        const char *p = is_bytes ? PyBytes_AS_STRING(o) : PyByteArray_AS_STRING(o);
+        CHECK_BUF(put_tag_len(b, is_bytes ? T_BYTES : T_BYTEARRAY, (uint64_t)n));
+        CHECK_BUF(mg__buf_put(b, p, (size_t)n));
+    }
+    else if (tp == &PyTuple_Type) {
+        return enc_seq(b, o, T_TUPLE, depth);
+    }
+    else if (tp == &PyList_Type) {
+        return enc_seq(b, o, T_LIST, depth);
+    }
+    else if (tp == &PyDict_Type) {
+        return enc_dict(b, o, depth);
+    }
+    else if (tp == &PySet_Type || tp == &PyFrozenSet_Type) {
+        return enc_set(b, o, tp == &PySet_Type ? T_SET : T_FROZENSET, depth);
+    }
+    else if (tp == &PyComplex_Type) {
+        Py_complex c = PyComplex_AsCComplex(o);
+        CHECK_BUF(mg__buf_put_u8(b, T_COMPLEX));
+        CHECK_BUF(mg__buf_put(b, &c.real, sizeof c.real));
+        CHECK_BUF(mg__buf_put(b, &c.imag, sizeof c.imag));
+    }
+    else {
+        return enc_pickle(b, o);
+    }
+    return 0;
+}
+
+int
+mg__encode(PyObject *obj, mg__buf_t *out)
+{
+    size_t start = out->len;
+    int rc = enc(out, obj, 0);
+    if (rc == ENC_TOO_DEEP) {
+        /* Too deep for the native form (or cyclic): pickle keeps cycles and
+         * raises a clear NotShareableError when it is really too deep. */
+        out->len = start;
+        rc = enc_pickle(out, obj);
+    }
+    return rc;
+}
+
+/* ---- decoding ---------------------------------------------------------- */
+
+typedef struct {
+    const unsigned char *p;
+    const unsigned char *end;
+} dec_t;
+
+static PyObject *
+corrupt(const char *what)
+{
+    PyErr_Format(PyExc_ValueError, "malformed manygil encoding: %s", what);
+    return NULL;
+}
+
+/* Read a varint; 0 or -1 (malformed, exception set). */
+static int
+get_varint(dec_t *d, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (d->p >= d->end) {
+            corrupt("truncated varint");
+            return -1;
+        }
+        unsigned char byte = *d->p++;
+        r |= (uint64_t)(byte & 0x7f) << shift;
+        if (!(byte & 0x80)) {
+            *v = r;
+            return 0;
+        }
+    }
+    corrupt("varint too long");
+    return -1;
+}
+
+/* Read a length of n items of `unit` bytes each that must fit in the rest
+ * of the input.  0 or -1. */
+static int
+get_len(dec_t *d, size_t unit, Py_ssize_t *n)
+{
+    uint64_t v;
+    if (get_varint(d, &v) < 0)
+        return -1;
+    if (v > (uint64_t)(d->end - d->p) / unit) {
+        corrupt("length past the end");
+        return -1;
+    }
+    *n = (Py_ssize_t)v;
+    return 0;
+}
+
+static PyObject *dec(dec_t *d, int depth);
+
+static PyObject *
+dec_pickle(const unsigned char *p, Py_ssize_t n)
+{
+    PyObject *loads = mg__import_attr("manygil._pickle", "loads");
+    if (loads == NULL)
+        return NULL;
+    PyObject *data = PyBytes_FromStringAndSize((const char *)p, n);
+    PyObject *res = data ? PyObject_CallOneArg(loads, data) : NULL;
+    Py_XDECREF(data);
+    Py_DECREF(loads);
+    return res;
+}
+
+static PyObject *
+dec_container(dec_t *d, int tag, int depth)
+{
+    Py_ssize_t n;
+    if (get_len(d, tag == T_DICT ? 2 : 1, &n) < 0)
+        return NULL;
+    PyObject *c;
+    switch (tag) {
+    case T_TUPLE: c = PyTuple_New(n); break;
+    case T_LIST: c = PyList_New(n); break;
+    case T_DICT: c = PyDict_New(); break;
+    case T_SET: c = PySet_New(NULL); break;
+    default: c = PyFrozenSet_New(NULL); break;
+    }
+    if (c == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = dec(d, depth + 1);
+        if (item == NULL)
+            goto error;
+        if (tag == T_TUPLE) {
+            PyTuple_SET_ITEM(c, i, item);
+        }
+        else if (tag == T_LIST) {
+            PyList_SET_ITEM(c, i, item);
+        }
+        else if (tag == T_DICT) {
+            PyObject *v = dec(d, depth + 1);
+            int rc = v ? PyDict_SetItem(c, item, v) : -1;
+            Py_DECREF(item);
+            Py_XDECREF(v);
+            if (rc < 0)
+                goto error;
+        }
+        else {
+            int rc = PySet_Add(c, item);
+            Py_DECREF(item);
+            if (rc < 0)
+                goto error;
+        }
+    }
+    return c;
+error:
+    Py_DECREF(c);   /* tuple/list slots not yet set are NULL: safe */
+    return NULL;
+}
+
+static PyObject *
+dec(dec_t *d, int depth)
+{
+    if (depth > MG__CODEC_MAX_DEPTH)
+        return corrupt("nested too deeply");
+    if (d->p >= d->end)
+        return corrupt("truncated value");
+    int tag = *d->p++;
+    Py_ssize_t n;
+    switch (tag) {
+    case T_NONE: Py_RETURN_NONE;
+    case T_TRUE: Py_RETURN_TRUE;
+    case T_FALSE: Py_RETURN_FALSE;
+    case T_INT: {
+        uint64_t zz;
+        if (get_varint(d, &zz) < 0)
+            return NULL;
+        int64_t v = (int64_t)(zz >> 1) ^ -(int64_t)(zz & 1);
+        return PyLong_FromLongLong(v);
+    }
+    case T_BIGINT:
+        if (get_len(d, 1, &n) < 0)
+            return NULL;
+        if (n == 0)
+            return corrupt("empty integer");
+        d->p += n;
+        return mg__long_from_bytes(d->p - n, (size_t)n);
+    case T_FLOAT: case T_COMPLEX: {
+        double v[2];
+        size_t size = tag == T_FLOAT ? sizeof(double) : 2 * sizeof(double);
+        if ((size_t)(d->end - d->p) < size)
+            return corrupt("truncated float");
+        memcpy(v, d->p, size);
+        d->p += size;
+        return tag == T_FLOAT ? PyFloat_FromDouble(v[0]) : PyComplex_FromDoubles(v[0], v[1]);
+    }
+    case T_ASCII: {
+        if (get_len(d, 1, &n) < 0)
+            return NULL;
+        PyObject *s = PyUnicode_New(n, 127);
+        if (s == NULL)
+            return NULL;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (d->p[i] > 127) {
+                Py_DECREF(s);
+                return corrupt("non-ASCII byte in ASCII string");
+            }
+        }
+        memcpy(PyUnicode_DATA(s), d->p, (size_t)n);
+        d->p += n;
+        return s;
+    }
+    case T_UCS1: case T_UCS2: case T_UCS4: {
+        int kind = tag == T_UCS1 ? PyUnicode_1BYTE_KIND
+                 : tag == T_UCS2 ? PyUnicode_2BYTE_KIND : PyUnicode_4BYTE_KIND;
+        if (get_len(d, (size_t)kind, &n) < 0)
+            return NULL;
+        const unsigned char *p = d->p;
+        d->p += (size_t)n * (size_t)kind;
+        if (kind == PyUnicode_4BYTE_KIND) {
+            /* FromKindAndData trusts its input; reject invalid code points. */
+            for (Py_ssize_t i = 0; i < n; i++) {
+                Py_UCS4 ch;
+                memcpy(&ch, p + 4 * i, 4);
+                if (ch > 0x10ffff)
+                    return corrupt("code point out of range");
+            }
+        }
+        return PyUnicode_FromKindAndData(kind, p, n);
+    }
+    case T_BYTES: case T_BYTEARRAY:
+        if (get_len(d, 1, &n) < 0)
+            return NULL;
+        d->p += n;
+        return tag == T_BYTES
+            ? PyBytes_FromStringAndSize((const char *)d->p - n, n)
+            : PyByteArray_FromStringAndSize((const char *)d->p - n, n);
+    case T_TUPLE: case T_LIST: case T_DICT: case T_SET: case T_FROZENSET:
+        return dec_container(d, tag, depth);
+    case T_PICKLE:
+        if (get_len(d, 1, &n) < 0)
+            return NULL;
+        d->p += n;
+        return dec_pickle(d->p - n, n);
+    default:
+        return corrupt("unknown tag");
+    }
+}
+
+PyObject *
+mg__decode(const unsigned char *data, size_t len)
+{
+    dec_t d = {data, data + len};
+    PyObject *res = dec(&d, 0);
+    if (res != NULL && d.p != d.end) {
+        Py_DECREF(res);
+        return corrupt("trailing bytes");
+    }
+    return res;
+}

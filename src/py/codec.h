@@ -1,0 +1,31 @@
+/* codec.h -- copy values between interpreters as bytes that belong to none.
+ *
+ * The encoded form is a tagged binary stream written into a mg__buf_t.
+ * None, bool, int, float, complex, str, bytes, bytearray, tuple, list, dict,
+ * set and frozenset (exact types) are written natively; anything else is
+ * pickled (protocol 5) by manygil._pickle, which knows how to send functions
+ * and classes.  Containers nested deeper than MG__CODEC_MAX_DEPTH (or
+ * cyclic) make the whole value go through pickle, which keeps cycles and
+ * reports too-deep values as NotShareableError.
+ */
+#ifndef MG_PY_CODEC_H
+#define MG_PY_CODEC_H
+
+#include "py/compat.h"
+#include "core/buf.h"
+
+#define MG__CODEC_MAX_DEPTH 200
+
+/* Append the encoding of obj to out.  0, or -1 with an exception set
+ * (NotShareableError when obj cannot cross); out may then hold a partial
+ * encoding past its original length. */
+int mg__encode(PyObject *obj, mg__buf_t *out);
+
+/* Rebuild a value from an encoding in the current interpreter.  New
+ * reference, or NULL with an exception (ValueError for malformed input). */
+PyObject *mg__decode(const unsigned char *data, size_t len);
+
+/* getattr(import(module), name): a new reference or NULL with an exception. */
+PyObject *mg__import_attr(const char *module, const char *name);
+
+#endif /* MG_PY_CODEC_H */

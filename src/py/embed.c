@@ -1,0 +1,78 @@
+/* embed.c -- the public C API of include/manygil.h (mg_interp_*). */
+#include "manygil.h"
+#include "py/compat.h"
+#include "py/interp.h"
+
+int
+mg_interp_create(int64_t *id)
+{
+    if (id == NULL)
+        return MG_EINVAL;
+    if (!Py_IsInitialized())
+        return MG_ENOTINIT;
+    /* Creating needs a thread state of some interpreter: borrow the main
+     * interpreter's for a native thread that has none. */
+    int ensured = mg__tstate_current() == NULL;
+    PyGILState_STATE g = ensured ? PyGILState_Ensure() : PyGILState_UNLOCKED;
+    const char *why;
+    int rc = mg__interp_init_main();
+    if (rc == 0)
+        rc = mg__interp_create(id, &why);
+    if (ensured)
+        PyGILState_Release(g);
+    return rc;
+}
+
+/* In the target: run NUL-terminated source in __main__; on an exception
+ * print it to the interpreter's sys.stderr and report MG_EEXEC. */
+static int
+exec_source(void *arg, mg__buf_t *out)
+{
+    (void)out;
+    const char *src = arg;
+    PyObject *main = mg__main_module();
+    PyObject *res = NULL;
+    if (main != NULL) {
+        PyObject *ns = PyModule_GetDict(main);
+        res = PyRun_String(src, Py_file_input, ns, ns);
+        Py_DECREF(main);
+    }
+    if (res == NULL) {
+        PyObject *exc = PyErr_GetRaisedException();
+        if (exc != NULL) {
+            PyErr_DisplayException(exc);
+            Py_DECREF(exc);
+        }
+        return MG_EEXEC;
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+int
+mg_interp_exec(int64_t id, const char *code)
+{
+    if (code == NULL)
+        return MG_EINVAL;
+    if (!Py_IsInitialized())
+        return MG_ENOTINIT;
+    mg__buf_t out = MG__BUF_INIT;
+    int raised;
+    int rc = mg__interp_run(id, exec_source, (void *)code, &out, &raised);
+    mg__buf_free(&out);
+    return rc;
+}
+
+int
+mg_interp_close(int64_t id)
+{
+    if (!Py_IsInitialized())
+        return MG_ENOTINIT;
+    return mg__interp_close(id);
+}
+
+int
+mg_interp_is_running(int64_t id)
+{
+    return mg__registry_is_running(id);
+}

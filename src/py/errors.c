@@ -1,0 +1,67 @@
+/* errors.c -- the one function that turns MG_E* codes into exceptions. */
+#include <stdarg.h>
+#include "manygil.h"
+#include "py/errors.h"
+#include "py/codec.h"
+
+/* The manygil exception class for err, as a new reference; NULL if the code
+ * maps to a builtin exception (returned through *builtin). */
+static PyObject *
+error_class(int err, PyObject **builtin)
+{
+    const char *name = NULL;
+    *builtin = NULL;
+    switch (err) {
+    case MG_ENOTFOUND:
+        name = "InterpreterNotFoundError";
+        break;
+    case MG_ERUNNING:
+    case MG_EMAININTERP:
+    case MG_ECREATE:
+    case MG_ESHUTDOWN:
+        name = "InterpreterError";
+        break;
+    case MG_EEXEC:
+        name = "ExecutionFailed";
+        break;
+    case MG_ETOODEEP:
+    case MG_EUNSHAREABLE:
+        name = "NotShareableError";
+        break;
+    case MG_EINVAL:
+    case MG_ECORRUPT:
+        *builtin = PyExc_ValueError;
+        return NULL;
+    default:
+        *builtin = PyExc_RuntimeError;
+        return NULL;
+    }
+    return mg__import_attr("manygil._errors", name);
+}
+
+PyObject *
+mg__raise(int err, const char *detail_fmt, ...)
+{
+    if (err == MG_ENOMEM)
+        return PyErr_NoMemory();
+    PyObject *builtin, *cls = error_class(err, &builtin);
+    if (cls == NULL && builtin == NULL)
+        return NULL;                /* import failed: that error stands */
+    PyObject *msg;
+    if (detail_fmt != NULL) {
+        va_list va;
+        va_start(va, detail_fmt);
+        PyObject *detail = PyUnicode_FromFormatV(detail_fmt, va);
+        va_end(va);
+        msg = detail ? PyUnicode_FromFormat("%U: %s", detail, mg_strerror(err)) : NULL;
+        Py_XDECREF(detail);
+    }
+    else {
+        msg = PyUnicode_FromString(mg_strerror(err));
+    }
+    if (msg != NULL)
+        PyErr_SetObject(cls ? cls : builtin, msg);
+    Py_XDECREF(msg);
+    Py_XDECREF(cls);
+    return NULL;
+}

@@ -1,0 +1,36 @@
+/* interp.h -- interpreter lifecycle, thread states and switching. */
+#ifndef MG_PY_INTERP_H
+#define MG_PY_INTERP_H
+
+#include "py/compat.h"
+#include "core/buf.h"
+#include "core/registry.h"
+
+/* A function run inside a target interpreter (its GIL held).  Returns 0 with
+ * the encoded result in `out`, -1 with a Python exception set (it is then
+ * captured into `out` as exception info), or another negative MG_E* code
+ * with no exception set (passed through to the caller). */
+typedef int (*mg__runfn_t)(void *arg, mg__buf_t *out);
+
+/* Register the main interpreter and install the thread-exit hook.  Called
+ * by the module in the main interpreter.  0 or MG_E*. */
+int mg__interp_init_main(void);
+
+/* Create an isolated own-GIL interpreter with a copy of the current
+ * interpreter's sys.path and store its id.  Call with the current thread
+ * holding a GIL.  0, or a negative code with *why (a static string, may be
+ * NULL) saying what CPython reported; no Python exception is left set. */
+int mg__interp_create(int64_t *id, const char **why);
+
+/* Close interpreter id (see mg__registry_begin_close for the codes).  The
+ * calling thread may hold a GIL (released while it works) or not. */
+int mg__interp_close(int64_t id);
+
+/* Run fn(arg, out) in interpreter id from any thread.  The caller's GIL (if
+ * any) is released meanwhile.  Returns 0 with *raised = 0 and the encoded
+ * result in out, 0 with *raised = 1 and encoded exception info in out, or a
+ * negative MG_E* code (nothing ran or fn passed a code through). */
+int mg__interp_run(int64_t id, mg__runfn_t fn, void *arg, mg__buf_t *out,
+                   int *raised);
+
+#endif /* MG_PY_INTERP_H */

@@ -1,0 +1,484 @@
+/* module.c -- manygil._core: the extension module the Python package wraps.
+ *
+ * Multi-phase init, no static PyObject *, safe to load in any own-GIL
+ * interpreter (Py_MOD_PER_INTERPRETER_GIL_SUPPORTED).  The module keeps no
+ * per-interpreter state of its own yet: exception classes live in
+ * manygil._errors and are looked up when raised.
+ *
+ * Sections: argument helpers -> running code elsewhere (exec, call,
+ * prepare_main) -> lifecycle -> codec entry points -> module definition.
+ */
+#include "manygil.h"
+#include "py/compat.h"
+#include "py/codec.h"
+#include "py/errors.h"
+#include "py/interp.h"
+#include <marshal.h>
+
+/* ---- argument helpers -------------------------------------------------- */
+
+/* Parse an interpreter id: 0 or -1 with TypeError/OverflowError. */
+static int
+parse_id(PyObject *o, int64_t *id)
+{
+    if (!PyLong_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "interpreter id must be an int, not %T", o);
+        return -1;
+    }
+    long long v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    *id = v;
+    return 0;
+}
+
+/* 1 if nargs is `want`, else 0 with a TypeError. */
+static int
+check_nargs(const char *name, Py_ssize_t nargs, Py_ssize_t want)
+{
+    if (nargs == want)
+        return 1;
+    PyErr_Format(PyExc_TypeError, "%s() takes exactly %zd arguments (%zd given)",
+                 name, want, nargs);
+    return 0;
+}
+
+/* Raise ExecutionFailed in this interpreter from encoded exception info. */
+static PyObject *
+raise_remote(const mg__buf_t *info_buf)
+{
+    PyObject *info = mg__decode(info_buf->data, info_buf->len);
+    if (info == NULL)
+        return NULL;
+    PyObject *factory = mg__import_attr("manygil._errors", "_execution_failed");
+    PyObject *exc = factory ? PyObject_CallOneArg(factory, info) : NULL;
+    Py_XDECREF(factory);
+    Py_DECREF(info);
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+/* Run fn in interpreter id and turn the outcome into a Python result in the
+ * caller's interpreter: the decoded value, ExecutionFailed, or the error for
+ * an MG_E* code. */
+static PyObject *
+run_and_decode(int64_t id, mg__runfn_t fn, void *arg)
+{
+    mg__buf_t out = MG__BUF_INIT;
+    int raised = 0;
+    PyObject *res = NULL;
+    int rc = mg__interp_run(id, fn, arg, &out, &raised);
+    if (rc)
+        mg__raise(rc, "interpreter %lld", (long long)id);
+    else if (raised)
+        raise_remote(&out);
+    else
+        res = mg__decode(out.data, out.len);
+    mg__buf_free(&out);
+    return res;
+}
+
+static int
+put_none(mg__buf_t *out)
+{
+    out->len = 0;
+    return mg__encode(Py_None, out);
+}
+
+/* ---- exec -------------------------------------------------------------- */
+
+typedef struct {
+    const char *data;       /* UTF-8 source (NUL-terminated) or marshal bytes */
+    Py_ssize_t len;
+    int is_marshal;
+} exec_arg_t;
+
+/* In the target: compile/unmarshal and run in __main__. */
+static int
+exec_in_target(void *varg, mg__buf_t *out)
+{
+    exec_arg_t *arg = varg;
+    PyObject *code = NULL, *main = NULL, *res = NULL;
+    int rc = -1;
+    if (arg->is_marshal)
+        code = PyMarshal_ReadObjectFromString(arg->data, arg->len);
+    else
+        code = Py_CompileString(arg->data, "<string>", Py_file_input);
+    if (code == NULL)
+        goto done;
+    if (!PyCode_Check(code)) {
+        PyErr_SetString(PyExc_TypeError, "exec() needs source or a code object");
+        goto done;
+    }
+    main = mg__main_module();
+    if (main == NULL)
+        goto done;
+    PyObject *ns = PyModule_GetDict(main);      /* borrowed */
+    res = PyEval_EvalCode(code, ns, ns);
+    if (res == NULL)
+        goto done;
+    rc = put_none(out);
+done:
+    Py_XDECREF(res);
+    Py_XDECREF(main);
+    Py_XDECREF(code);
+    return rc;
+}
+
+PyDoc_STRVAR(exec_doc,
+"exec(id, code, /)\n--\n\n"
+"Run source code (str) or a code object in the __main__ module of\n"
+"interpreter `id`.  Raises ExecutionFailed if it raises.");
+
+static PyObject *
+core_exec(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    int64_t id;
+    if (!check_nargs("exec", nargs, 2) || parse_id(args[0], &id) < 0)
+        return NULL;
+    PyObject *src = args[1], *marshalled = NULL;
+    exec_arg_t arg = {0};
+    if (PyUnicode_Check(src)) {
+        arg.data = PyUnicode_AsUTF8AndSize(src, &arg.len);
+        if (arg.data == NULL)
+            return NULL;
+        if ((size_t)arg.len != strlen(arg.data)) {
+            PyErr_SetString(PyExc_ValueError, "source code string cannot contain null bytes");
+            return NULL;
+        }
+    }
+    else if (PyCode_Check(src)) {
+        marshalled = PyMarshal_WriteObjectToString(src, Py_MARSHAL_VERSION);
+        if (marshalled == NULL)
+            return NULL;
+        arg.data = PyBytes_AS_STRING(marshalled);
+        arg.len = PyBytes_GET_SIZE(marshalled);
+        arg.is_marshal = 1;
+    }
+    else {
+        return PyErr_Format(PyExc_TypeError,
+                            "exec() expects a str or a code object, not %T", src);
+    }
+    PyObject *res = run_and_decode(id, exec_in_target, &arg);
+    Py_XDECREF(marshalled);
+    return res;
+}
+
+/* ---- call -------------------------------------------------------------- */
+
+/* In the target: decode (fn, args, kwargs), call, encode the result. */
+static int
+call_in_target(void *varg, mg__buf_t *out)
+{
+    mg__buf_t *payload = varg;
+    PyObject *res = NULL;
+    int rc = -1;
+    PyObject *triple = mg__decode(payload->data, payload->len);
+    if (triple == NULL)
+        goto done;
+    if (!PyTuple_CheckExact(triple) || PyTuple_GET_SIZE(triple) != 3) {
+        PyErr_SetString(PyExc_ValueError, "malformed call payload");
+        goto done;
+    }
+    PyObject *fn = PyTuple_GET_ITEM(triple, 0);
+    PyObject *fargs = PyTuple_GET_ITEM(triple, 1);
+    PyObject *kwargs = PyTuple_GET_ITEM(triple, 2);
+    res = PyObject_Call(fn, fargs, kwargs == Py_None ? NULL : kwargs);
+    if (res == NULL)
+        goto done;
+    out->len = 0;
+    rc = mg__encode(res, out);
+done:
+    Py_XDECREF(res);
+    Py_XDECREF(triple);
+    return rc;
+}
+
+PyDoc_STRVAR(call_doc,
+"call(id, fn, args, kwargs, /)\n--\n\n"
+"Call fn(*args, **kwargs) in interpreter `id` and return a copy of the\n"
+"result.  fn, args and kwargs are copied there with the codec.");
+
+static PyObject *
+core_call(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    int64_t id;
+    if (!check_nargs("call", nargs, 4) || parse_id(args[0], &id) < 0)
+        return NULL;
+    PyObject *fn = args[1], *fargs = args[2], *kwargs = args[3];
+    if (!PyCallable_Check(fn))
+        return PyErr_Format(PyExc_TypeError, "call() expects a callable, not %T", fn);
+    if (!PyTuple_Check(fargs))
+        return PyErr_Format(PyExc_TypeError, "call() args must be a tuple, not %T", fargs);
+    if (kwargs != Py_None && !PyDict_Check(kwargs))
+        return PyErr_Format(PyExc_TypeError, "call() kwargs must be a dict, not %T", kwargs);
+    if (kwargs != Py_None && PyDict_GET_SIZE(kwargs) == 0)
+        kwargs = Py_None;
+    PyObject *triple = PyTuple_Pack(3, fn, fargs, kwargs);
+    if (triple == NULL)
+        return NULL;
+    mg__buf_t payload = MG__BUF_INIT;
+    PyObject *res = NULL;
+    if (mg__encode(triple, &payload) == 0)
+        res = run_and_decode(id, call_in_target, &payload);
+    mg__buf_free(&payload);
+    Py_DECREF(triple);
+    return res;
+}
+
+/* ---- prepare_main ------------------------------------------------------ */
+
+static int
+prepare_in_target(void *varg, mg__buf_t *out)
+{
+    mg__buf_t *payload = varg;
+    PyObject *main = NULL;
+    int rc = -1;
+    PyObject *ns = mg__decode(payload->data, payload->len);
+    if (ns == NULL)
+        goto done;
+    main = mg__main_module();
+    if (main == NULL || PyDict_Update(PyModule_GetDict(main), ns) < 0)
+        goto done;
+    rc = put_none(out);
+done:
+    Py_XDECREF(main);
+    Py_XDECREF(ns);
+    return rc;
+}
+
+PyDoc_STRVAR(prepare_main_doc,
+"prepare_main(id, ns, /)\n--\n\n"
+"Bind copies of the items of dict `ns` in the __main__ of interpreter id.");
+
+static PyObject *
+core_prepare_main(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    int64_t id;
+    if (!check_nargs("prepare_main", nargs, 2) || parse_id(args[0], &id) < 0)
+        return NULL;
+    PyObject *ns = args[1];
+    if (!PyDict_Check(ns))
+        return PyErr_Format(PyExc_TypeError, "prepare_main() expects a dict, not %T", ns);
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(ns, &pos, &k, &v)) {
+        if (!PyUnicode_Check(k))
+            return PyErr_Format(PyExc_TypeError,
+                                "prepare_main() names must be str, not %T", k);
+    }
+    mg__buf_t payload = MG__BUF_INIT;
+    PyObject *res = NULL;
+    if (mg__encode(ns, &payload) == 0)
+        res = run_and_decode(id, prepare_in_target, &payload);
+    mg__buf_free(&payload);
+    return res;
+}
+
+/* ---- lifecycle --------------------------------------------------------- */
+
+PyDoc_STRVAR(create_doc,
+"create()\n--\n\n"
+"Create an isolated interpreter with its own GIL and return its id.");
+
+static PyObject *
+core_create(PyObject *mod, PyObject *unused)
+{
+    (void)mod; (void)unused;
+    int64_t id;
+    const char *why;
+    int rc = mg__interp_create(&id, &why);
+    if (rc)
+        return mg__raise(rc, "%s", why ? why : "interpreter creation failed");
+    return PyLong_FromLongLong(id);
+}
+
+PyDoc_STRVAR(destroy_doc,
+"destroy(id)\n--\n\n"
+"Close interpreter `id`.  InterpreterNotFoundError if there is none,\n"
+"InterpreterError if it is running code or is the main interpreter.");
+
+static PyObject *
+core_destroy(PyObject *mod, PyObject *arg)
+{
+    (void)mod;
+    int64_t id;
+    if (parse_id(arg, &id) < 0)
+        return NULL;
+    int rc = mg__interp_close(id);
+    if (rc)
+        return mg__raise(rc, "cannot close interpreter %lld", (long long)id);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(is_running_doc,
+"is_running(id)\n--\n\n"
+"True if some thread is running code in interpreter `id`.");
+
+static PyObject *
+core_is_running(PyObject *mod, PyObject *arg)
+{
+    (void)mod;
+    int64_t id;
+    if (parse_id(arg, &id) < 0)
+        return NULL;
+    int rc = mg__registry_is_running(id);
+    if (rc < 0)
+        return mg__raise(rc, "interpreter %lld", (long long)id);
+    return PyBool_FromLong(rc);
+}
+
+PyDoc_STRVAR(list_all_doc,
+"list_all()\n--\n\n"
+"Ids of the main interpreter and every open manygil interpreter.");
+
+static PyObject *
+core_list_all(PyObject *mod, PyObject *unused)
+{
+    (void)mod; (void)unused;
+    int64_t *ids;
+    size_t n;
+    int rc = mg__registry_ids(&ids, &n);
+    if (rc)
+        return mg__raise(rc, NULL);
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    for (size_t i = 0; list != NULL && i < n; i++) {
+        PyObject *v = PyLong_FromLongLong(ids[i]);
+        if (v == NULL) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, v);
+    }
+    free(ids);
+    return list;
+}
+
+static PyObject *
+core_get_current(PyObject *mod, PyObject *unused)
+{
+    (void)mod; (void)unused;
+    return PyLong_FromLongLong(PyInterpreterState_GetID(PyInterpreterState_Get()));
+}
+
+static PyObject *
+core_get_main(PyObject *mod, PyObject *unused)
+{
+    (void)mod; (void)unused;
+    return PyLong_FromLongLong(PyInterpreterState_GetID(PyInterpreterState_Main()));
+}
+
+/* ---- codec entry points ------------------------------------------------ */
+
+PyDoc_STRVAR(encode_doc,
+"encode(obj, /)\n--\n\n"
+"Encode obj the way it crosses between interpreters; returns bytes.");
+
+static PyObject *
+core_encode(PyObject *mod, PyObject *obj)
+{
+    (void)mod;
+    mg__buf_t b = MG__BUF_INIT;
+    PyObject *res = NULL;
+    if (mg__encode(obj, &b) == 0)
+        res = PyBytes_FromStringAndSize((const char *)b.data, (Py_ssize_t)b.len);
+    mg__buf_free(&b);
+    return res;
+}
+
+PyDoc_STRVAR(decode_doc,
+"decode(data, /)\n--\n\n"
+"Rebuild a value from the bytes encode() produced (ValueError if malformed).");
+
+static PyObject *
+core_decode(PyObject *mod, PyObject *arg)
+{
+    (void)mod;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *res = mg__decode(view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    return res;
+}
+
+PyDoc_STRVAR(is_shareable_doc,
+"is_shareable(obj, /)\n--\n\n"
+"True if obj can be copied to another interpreter (natively or by pickle).");
+
+static PyObject *
+core_is_shareable(PyObject *mod, PyObject *obj)
+{
+    (void)mod;
+    mg__buf_t b = MG__BUF_INIT;
+    int rc = mg__encode(obj, &b);
+    mg__buf_free(&b);
+    if (rc == 0)
+        Py_RETURN_TRUE;
+    if (PyErr_ExceptionMatches(PyExc_MemoryError))
+        return NULL;
+    PyErr_Clear();
+    Py_RETURN_FALSE;
+}
+
+/* ---- module definition ------------------------------------------------- */
+
+static PyMethodDef core_methods[] = {
+    {"create", core_create, METH_NOARGS, create_doc},
+    {"destroy", core_destroy, METH_O, destroy_doc},
+    {"exec", (PyCFunction)(void (*)(void))core_exec, METH_FASTCALL, exec_doc},
+    {"call", (PyCFunction)(void (*)(void))core_call, METH_FASTCALL, call_doc},
+    {"prepare_main", (PyCFunction)(void (*)(void))core_prepare_main, METH_FASTCALL,
+     prepare_main_doc},
+    {"is_running", core_is_running, METH_O, is_running_doc},
+    {"list_all", core_list_all, METH_NOARGS, list_all_doc},
+    {"get_current", core_get_current, METH_NOARGS, "get_current()\n--\n\nId of the current interpreter."},
+    {"get_main", core_get_main, METH_NOARGS, "get_main()\n--\n\nId of the main interpreter."},
+    {"encode", core_encode, METH_O, encode_doc},
+    {"decode", core_decode, METH_O, decode_doc},
+    {"is_shareable", core_is_shareable, METH_O, is_shareable_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static int
+core_exec_module(PyObject *mod)
+{
+    int rc = mg__interp_init_main();
+    if (rc) {
+        mg__raise(rc, "manygil could not register the main interpreter");
+        return -1;
+    }
+    if (PyModule_AddIntConstant(mod, "CODEC_MAX_DEPTH", MG__CODEC_MAX_DEPTH) < 0)
+        return -1;
+    return 0;
+}
+
+static PyModuleDef_Slot core_slots[] = {
+    {Py_mod_exec, core_exec_module},
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#if PY_VERSION_HEX >= 0x030D0000
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef core_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "manygil._core",
+    .m_doc = "C core of manygil: own-GIL interpreters and the value codec.",
+    .m_size = 0,
+    .m_methods = core_methods,
+    .m_slots = core_slots,
+};
+
+PyMODINIT_FUNC
+PyInit__core(void)
+{
+    return PyModuleDef_Init(&core_module);
+}
