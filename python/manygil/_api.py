@@ -4,8 +4,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from . import _core
-from ._errors import InterpreterNotFoundError
+from . import _core, _pickle
+from ._errors import InterpreterError, InterpreterNotFoundError
 
 __all__ = ["Interpreter", "create", "list_all", "get_current", "get_main", "is_shareable"]
 
@@ -92,6 +92,12 @@ def create() -> Interpreter:
     It starts with a copy of the creating interpreter's ``sys.path``, so
     whatever imports here imports there (extension modules that do not
     support own-GIL interpreters excepted: ``python -m manygil check MOD``)."""
+    if _pickle.importing_main is not None:
+        raise InterpreterError(
+            f"manygil.create() was called while the main script {_pickle.importing_main!r} "
+            "is being imported in another interpreter to find a function or class "
+            "defined there. Protect the script's entry point with "
+            "`if __name__ == \"__main__\":` (as with multiprocessing)")
     return Interpreter(_core.create())
 
 

@@ -56,7 +56,20 @@ def _type_name(obj: object) -> str:
     return repr(name)
 
 
-class _Pickler(pickle.Pickler):
+def _pickler_base() -> type:
+    """The C pickler, except in subinterpreters on CPython 3.12: there a
+    subclass of the C pickler with reducer_override corrupts the heap when
+    the interpreter is finalized (seen on 3.12.1: 'free(): invalid pointer'
+    at exit), so 3.12 subinterpreters use the pure-Python pickler, which
+    behaves the same, more slowly."""
+    if sys.version_info < (3, 13):
+        from . import _core
+        if _core.get_current() != _core.get_main():
+            return pickle._Pickler  # type: ignore[attr-defined]
+    return pickle.Pickler
+
+
+class _Pickler(_pickler_base()):  # type: ignore[misc]
     def reducer_override(self, obj):
         if isinstance(obj, types.FunctionType):
             return _reduce_function(obj)
@@ -66,7 +79,28 @@ class _Pickler(pickle.Pickler):
             return importlib.import_module, (obj.__name__,)
         if isinstance(obj, types.CodeType):
             return marshal.loads, (marshal.dumps(obj),)
+        if type(obj).__module__ in _PURE_FALLBACKS:
+            return _reduce_pure_fallback(obj)
         return NotImplemented
+
+
+# CPython 3.12's _datetime and _decimal cannot load in own-GIL interpreters,
+# so there `datetime` and `decimal` are the pure-Python _pydatetime and
+# _pydecimal.  Their objects are sent as instances of the public module's
+# class, so they arrive as the main interpreter's C types (and back).
+_PURE_FALLBACKS = {"_pydatetime": "datetime", "_pydecimal": "decimal"}
+
+
+def _reduce_pure_fallback(obj):
+    rv = obj.__reduce_ex__(5)
+    if not isinstance(rv, tuple) or not isinstance(rv[0], type):
+        return rv
+    public = _PURE_FALLBACKS[type(obj).__module__]
+    return (_construct, (public, rv[0].__qualname__, rv[1])) + tuple(rv[2:])
+
+
+def _construct(module: str, qualname: str, args: tuple):
+    return _lookup(importlib.import_module(module), qualname)(*args)
 
 
 # ---- lookup by name -------------------------------------------------------
@@ -119,15 +153,27 @@ def _main_module(ref: tuple) -> types.ModuleType:
         raise ImportError(f"cannot import the main script {where!r}")
     mod = importlib.util.module_from_spec(spec)
     sys.modules["__mp_main__"] = mod
+    global importing_main
+    importing_main = where
     try:
         spec.loader.exec_module(mod)
     except BaseException:
         del sys.modules["__mp_main__"]
         raise
+    finally:
+        importing_main = None
     return mod
 
 
+# The main script being imported as __mp_main__ in this interpreter, if any:
+# creating interpreters then means the script lacks its main guard.
+importing_main: str | None = None
+
+
 def _reduce_class(cls: type):
+    if cls.__module__ in _PURE_FALLBACKS:
+        return _lookup, (importlib.import_module(_PURE_FALLBACKS[cls.__module__]),
+                         cls.__qualname__)
     if cls.__module__ not in _MAIN_NAMES:
         return NotImplemented
     ref = _main_ref(cls.__module__)

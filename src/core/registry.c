@@ -45,26 +45,28 @@ struct mg__interp {
 
 static struct {
     mg__mutex_t mutex;
-    mg__cond_t cond;                /* signalled when running/pins drop */
+    mg__cond_t cond;                /* signalled when running/pins drop (untimed waits) */
     pthread_once_t once;
     pthread_key_t key;              /* -> mg__thread_t, destructor: thread_exit */
     int init_rc;
     mg__interp_t *head;             /* guarded by mutex */
     mg__tstate_deleter_t deleter;   /* set once at module load */
     int finalized;                  /* guarded by mutex */
-} registry = { MG__MUTEX_INIT, PTHREAD_COND_INITIALIZER, PTHREAD_ONCE_INIT };
+} registry = {
+    .mutex = MG__MUTEX_INIT,
+    .cond = PTHREAD_COND_INITIALIZER,
+    .once = PTHREAD_ONCE_INIT,
+};
 
 static void thread_exit(void *arg);
 
 static void
 registry_init_once(void)
 {
-    registry.init_rc = mg__cond_init(&registry.cond);
-    if (registry.init_rc == 0)
-        registry.init_rc = pthread_key_create(&registry.key, thread_exit);
+    registry.init_rc = pthread_key_create(&registry.key, thread_exit);
 }
 
-/* 0 once the registry's cond and thread key exist, else MG_ENOMEM. */
+/* 0 once the registry's thread key exists, else MG_ENOMEM. */
 static int
 registry_ready(void)
 {

@@ -57,7 +57,7 @@ void *mg__registry_py_interp(const mg__interp_t *rec);
 /* Start closing interpreter `id`.  May wait (briefly) for thread-exit hooks
  * that are deleting thread states of it: call with no GIL held.
  * On success the record is CLOSING (no one can enter), *own is the calling
- * thread's cached thread state (or NULL), and *others/*nothers is a malloc'd
+ * thread's cached thread state (or NULL), and *others (with *nothers entries) is a malloc'd
  * array of every other cached thread state, which the caller must delete
  * and free.  MG_ENOTFOUND (unknown or already closing), MG_EMAININTERP,
  * MG_ERUNNING, MG_ENOMEM. */
