@@ -95,8 +95,10 @@ def _reduce_pure_fallback(obj):
     rv = obj.__reduce_ex__(5)
     if not isinstance(rv, tuple) or not isinstance(rv[0], type):
         return rv
+    # The constructor arguments carry the whole value (as for the C types);
+    # the pure classes' slot state has no meaning for the C types: drop it.
     public = _PURE_FALLBACKS[type(obj).__module__]
-    return (_construct, (public, rv[0].__qualname__, rv[1])) + tuple(rv[2:])
+    return _construct, (public, rv[0].__qualname__, rv[1])
 
 
 def _construct(module: str, qualname: str, args: tuple):

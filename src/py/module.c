@@ -22,7 +22,7 @@ static int
 parse_id(PyObject *o, int64_t *id)
 {
     if (!PyLong_Check(o)) {
-        PyErr_Format(PyExc_TypeError, "interpreter id must be an int, not %T", o);
+        PyErr_Format(PyExc_TypeError, "interpreter id must be an int, not %.200s", Py_TYPE(o)->tp_name);
         return -1;
     }
     long long v = PyLong_AsLongLong(o);
@@ -161,7 +161,7 @@ core_exec(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     }
     else {
         return PyErr_Format(PyExc_TypeError,
-                            "exec() expects a str or a code object, not %T", src);
+                            "exec() expects a str or a code object, not %.200s", Py_TYPE(src)->tp_name);
     }
     PyObject *res = run_and_decode(id, exec_in_target, &arg);
     Py_XDECREF(marshalled);
@@ -212,11 +212,11 @@ core_call(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     PyObject *fn = args[1], *fargs = args[2], *kwargs = args[3];
     if (!PyCallable_Check(fn))
-        return PyErr_Format(PyExc_TypeError, "call() expects a callable, not %T", fn);
+        return PyErr_Format(PyExc_TypeError, "call() expects a callable, not %.200s", Py_TYPE(fn)->tp_name);
     if (!PyTuple_Check(fargs))
-        return PyErr_Format(PyExc_TypeError, "call() args must be a tuple, not %T", fargs);
+        return PyErr_Format(PyExc_TypeError, "call() args must be a tuple, not %.200s", Py_TYPE(fargs)->tp_name);
     if (kwargs != Py_None && !PyDict_Check(kwargs))
-        return PyErr_Format(PyExc_TypeError, "call() kwargs must be a dict, not %T", kwargs);
+        return PyErr_Format(PyExc_TypeError, "call() kwargs must be a dict, not %.200s", Py_TYPE(kwargs)->tp_name);
     if (kwargs != Py_None && PyDict_GET_SIZE(kwargs) == 0)
         kwargs = Py_None;
     PyObject *triple = PyTuple_Pack(3, fn, fargs, kwargs);
@@ -265,13 +265,13 @@ core_prepare_main(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     PyObject *ns = args[1];
     if (!PyDict_Check(ns))
-        return PyErr_Format(PyExc_TypeError, "prepare_main() expects a dict, not %T", ns);
+        return PyErr_Format(PyExc_TypeError, "prepare_main() expects a dict, not %.200s", Py_TYPE(ns)->tp_name);
     Py_ssize_t pos = 0;
     PyObject *k, *v;
     while (PyDict_Next(ns, &pos, &k, &v)) {
         if (!PyUnicode_Check(k))
             return PyErr_Format(PyExc_TypeError,
-                                "prepare_main() names must be str, not %T", k);
+                                "prepare_main() names must be str, not %.200s", Py_TYPE(k)->tp_name);
     }
     mg__buf_t payload = MG__BUF_INIT;
     PyObject *res = NULL;

@@ -17,7 +17,7 @@ now(void)
 
 static const char SPIN[] =
     "x = 0\n"
-    "for i in range(2_500_000):\n"
+    "for i in range(4_000_000):\n"
     "    x += i\n";
 
 typedef struct { int64_t id; const char *code; int rc; } job_t;
@@ -112,8 +112,12 @@ test_parallel_ratio(void)
     int64_t a, b;
     CHECK_EQ(mg_interp_create(&a), 0);
     CHECK_EQ(mg_interp_create(&b), 0);
+    job_t warm[2] = {{a, SPIN, -99}, {b, SPIN, -99}};
+    run_job(&warm[0]);
+    run_job(&warm[1]);
     double best = 1e9;
-    for (int attempt = 0; attempt < 3 && best >= 1.4; attempt++) {
+    /* Best of up to 5: these are shared, noisy 2-core VMs. */
+    for (int attempt = 0; attempt < 5 && best >= 1.4; attempt++) {
         double t0 = now();
         job_t one = {a, SPIN, -99};
         run_job(&one);
