@@ -50,6 +50,30 @@ def spin(n: int) -> int:
     return x
 
 
+def rss_growth(cycle, warmup=20, cycles=200) -> float:
+    for _ in range(warmup):
+        cycle()
+    before = rss_mib()
+    for _ in range(cycles):
+        cycle()
+    return rss_mib() - before
+
+
+def raw_create_close():
+    """One create/destroy of an isolated interpreter with CPython's private
+    module (the baseline for what CPython itself keeps per interpreter)."""
+    try:
+        import _interpreters as raw  # 3.13+
+        return lambda: raw.destroy(raw.create(raw.new_config("isolated")))
+    except ImportError:
+        pass
+    try:
+        import _xxsubinterpreters as raw  # 3.12
+        return lambda: raw.destroy(raw.create(isolated=True))
+    except ImportError:
+        return None
+
+
 def identity(x):
     return x
 
@@ -113,12 +137,9 @@ def main() -> None:
     interp.close()
     other.close()
 
-    for _ in range(20):
-        create_close()
-    before = rss_mib()
-    for _ in range(200):
-        create_close()
-    growth = rss_mib() - before
+    growth = rss_growth(create_close)
+    raw = raw_create_close()
+    raw_growth = rss_growth(raw) if raw else float("nan")
 
     print()
     print("| measure | manygil | for comparison |")
@@ -128,7 +149,8 @@ def main() -> None:
           f"plain call {t_plain*1e6:.2f} µs; ThreadPoolExecutor submit+result {t_thread*1e6:.1f} µs |")
     print(f"| 2 interpreters / 1, same CPU-bound loop (best of 3) | {min(ratios):.2f} | "
           f"1.00 = perfectly parallel, 2.00 = serial |")
-    print(f"| RSS growth over 200 create/close cycles | {growth:+.1f} MiB | |")
+    print(f"| RSS growth over 200 create/close cycles | {growth:+.1f} MiB | "
+          f"CPython's own isolated interpreters, same run: {raw_growth:+.1f} MiB |")
 
 
 if __name__ == "__main__":

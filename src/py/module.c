@@ -281,6 +281,40 @@ core_prepare_main(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     return res;
 }
 
+/* ---- introspection for tests ------------------------------------------ */
+
+static int
+count_tstates_in_target(void *varg, mg__buf_t *out)
+{
+    (void)varg;
+    long n = 0;
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (PyThreadState *t = PyInterpreterState_ThreadHead(interp); t != NULL;
+         t = PyThreadState_Next(t))
+        n++;
+    PyObject *v = PyLong_FromLong(n);
+    if (v == NULL)
+        return -1;
+    out->len = 0;
+    int rc = mg__encode(v, out);
+    Py_DECREF(v);
+    return rc;
+}
+
+PyDoc_STRVAR(thread_state_count_doc,
+"_thread_state_count(id)\n--\n\n"
+"Number of thread states interpreter `id` has (for tests of the cache).");
+
+static PyObject *
+core_thread_state_count(PyObject *mod, PyObject *arg)
+{
+    (void)mod;
+    int64_t id;
+    if (parse_id(arg, &id) < 0)
+        return NULL;
+    return run_and_decode(id, count_tstates_in_target, NULL);
+}
+
 /* ---- lifecycle --------------------------------------------------------- */
 
 PyDoc_STRVAR(create_doc,
@@ -443,6 +477,7 @@ static PyMethodDef core_methods[] = {
     {"encode", core_encode, METH_O, encode_doc},
     {"decode", core_decode, METH_O, decode_doc},
     {"is_shareable", core_is_shareable, METH_O, is_shareable_doc},
+    {"_thread_state_count", core_thread_state_count, METH_O, thread_state_count_doc},
     {NULL, NULL, 0, NULL},
 };
 
