@@ -46,13 +46,19 @@ extern "C" {
   X(SHUTDOWN,  -9, "manygil is shutting down")                                  \
   X(TOODEEP,  -10, "value is nested too deeply")                                \
   X(CORRUPT,  -11, "encoded value is malformed")                                \
-  X(UNSHAREABLE, -12, "value cannot be shared between interpreters")
+  X(UNSHAREABLE, -12, "value cannot be shared between interpreters")           \
+  X(CHNOTFOUND, -13, "channel not found")                                       \
+  X(CHCLOSED, -14, "channel is closed")                                         \
+  X(EMPTY,    -15, "channel is empty")                                          \
+  X(FULL,     -16, "channel is full")                                           \
+  X(TIMEDOUT, -17, "timed out")                                                 \
+  X(WRONGEND, -18, "wrong end of the channel for this operation")
 
 typedef enum {
 #define MG__ERR_ENUM(name, val, msg) MG_E##name = (val),
   MG_ERRNO_MAP(MG__ERR_ENUM)
 #undef MG__ERR_ENUM
-  MG_E__LAST = -13
+  MG_E__LAST = -19
 } mg_errno_t;
 
 /* Return a static, human readable message for an MG_E* code ("unknown error"

@@ -15,11 +15,20 @@ import atexit as _atexit
 
 from . import _core
 from ._api import Interpreter, create, get_current, get_main, is_shareable, list_all
+from ._core import Queue, RecvChannel, SendChannel, create_channel, create_queue
 from ._errors import (
+    ChannelClosedError,
+    ChannelEmptyError,
+    ChannelError,
+    ChannelFullError,
+    ChannelNotFoundError,
+    ChannelTimeoutError,
     ExecutionFailed,
     InterpreterError,
     InterpreterNotFoundError,
     NotShareableError,
+    QueueEmpty,
+    QueueFull,
 )
 
 __version__ = "0.1.0"
@@ -35,6 +44,19 @@ __all__ = [
     "InterpreterNotFoundError",
     "ExecutionFailed",
     "NotShareableError",
+    "create_channel",
+    "create_queue",
+    "SendChannel",
+    "RecvChannel",
+    "Queue",
+    "ChannelError",
+    "ChannelNotFoundError",
+    "ChannelClosedError",
+    "ChannelEmptyError",
+    "ChannelFullError",
+    "ChannelTimeoutError",
+    "QueueEmpty",
+    "QueueFull",
 ]
 
 

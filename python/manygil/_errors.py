@@ -1,7 +1,17 @@
 """Exceptions raised by manygil, and the description of a remote exception."""
 from __future__ import annotations
 
+import queue as _queue
+
 __all__ = [
+    "ChannelError",
+    "ChannelNotFoundError",
+    "ChannelClosedError",
+    "ChannelEmptyError",
+    "ChannelFullError",
+    "ChannelTimeoutError",
+    "QueueEmpty",
+    "QueueFull",
     "InterpreterError",
     "InterpreterNotFoundError",
     "ExecutionFailed",
@@ -21,6 +31,38 @@ class InterpreterNotFoundError(InterpreterError):
 
 class NotShareableError(TypeError):
     """A value cannot be copied to another interpreter."""
+
+
+class ChannelError(Exception):
+    """Base class of channel errors."""
+
+
+class ChannelNotFoundError(ChannelError):
+    """No channel has this id (never existed, or both its ends are closed)."""
+
+
+class ChannelClosedError(ChannelError):
+    """The channel is closed (for receivers: closed and drained)."""
+
+
+class ChannelEmptyError(ChannelError):
+    """recv_nowait() found the channel empty."""
+
+
+class ChannelFullError(ChannelError):
+    """send_nowait() found the bounded channel full."""
+
+
+class ChannelTimeoutError(ChannelError, TimeoutError):
+    """A send or receive waited for its whole timeout."""
+
+
+class QueueEmpty(_queue.Empty):
+    """get() on an empty queue (without waiting, or after its timeout)."""
+
+
+class QueueFull(_queue.Full):
+    """put() on a full queue (without waiting, or after its timeout)."""
 
 
 class ExceptionType:

@@ -12,9 +12,14 @@ from typing import Any
 from . import _core
 from ._errors import ExecutionFailed, InterpreterError, InterpreterNotFoundError, NotShareableError
 
+from ._errors import (ChannelClosedError, ChannelEmptyError, ChannelError,
+                      ChannelNotFoundError, ChannelTimeoutError)
+
 __all__ = ["create", "destroy", "run_string", "list_all", "get_current", "get_main",
+           "create_channel", "channel_send", "channel_recv", "channel_close",
            "InterpreterError", "InterpreterNotFoundError", "ExecutionFailed",
-           "NotShareableError"]
+           "NotShareableError", "ChannelError", "ChannelNotFoundError",
+           "ChannelClosedError", "ChannelEmptyError", "ChannelTimeoutError"]
 
 
 def create() -> int:
@@ -49,3 +54,29 @@ def get_current() -> int:
 
 def get_main() -> int:
     return _core.get_main()
+
+
+def create_channel() -> tuple[int, int]:
+    """Create a channel named by two plain ints: ``(send_id, recv_id)``.
+
+    The ids work from any interpreter (embed them in code, pass them as
+    values).  They keep the channel open until :func:`channel_close`."""
+    return _core._channel_ids()
+
+
+def channel_send(send_id: int, obj: Any, timeout: float | None = None) -> None:
+    """Send a copy of ``obj``; ``timeout`` in seconds (ChannelTimeoutError).
+    ValueError if ``send_id`` is a receive id."""
+    _core._channel_send(send_id, obj, timeout)
+
+
+def channel_recv(recv_id: int, timeout: float | None = None) -> Any:
+    """Receive the next item, waiting up to ``timeout`` seconds (None: for
+    ever).  ValueError if ``recv_id`` is a send id."""
+    return _core._channel_recv(recv_id, timeout)
+
+
+def channel_close(id: int) -> None:
+    """Close one side: a send id closes sending (receivers drain what is
+    left, then get ChannelClosedError); a receive id closes receiving."""
+    _core._channel_close(id)

@@ -22,10 +22,46 @@ mg__buf_reserve(mg__buf_t *b, size_t extra)
     return 0;
 }
 
+int
+mg__buf_add_ref(mg__buf_t *b, void (*release)(void *, int), void *ptr, int arg)
+{
+    if (b->nrefs == b->refcap) {
+        size_t cap = b->refcap ? b->refcap * 2 : 4;
+        mg__bufref_t *p = realloc(b->refs, cap * sizeof *p);
+        if (p == NULL)
+            return MG_ENOMEM;
+        b->refs = p;
+        b->refcap = cap;
+    }
+    b->refs[b->nrefs++] = (mg__bufref_t){release, ptr, arg};
+    return 0;
+}
+
+void
+mg__buf_truncate(mg__buf_t *b, size_t len, size_t nrefs)
+{
+    /* Detach first: a release callback may free another buffer. */
+    size_t n = b->nrefs;
+    b->nrefs = nrefs;
+    for (size_t i = nrefs; i < n; i++)
+        b->refs[i].release(b->refs[i].ptr, b->refs[i].arg);
+    b->len = len;
+}
+
+void
+mg__buf_clear(mg__buf_t *b)
+{
+    mg__buf_truncate(b, 0, 0);
+}
+
 void
 mg__buf_free(mg__buf_t *b)
 {
+    mg__buf_clear(b);
+    free(b->refs);
     free(b->data);
+    b->refs = NULL;
+    b->refcap = 0;
     b->data = NULL;
     b->len = b->cap = 0;
 }

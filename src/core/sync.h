@@ -9,6 +9,7 @@
 #include <time.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <stdint.h>
 
 typedef pthread_mutex_t mg__mutex_t;
 typedef pthread_cond_t mg__cond_t;
@@ -35,6 +36,22 @@ mg__cond_init(mg__cond_t *c)
 static inline void mg__cond_destroy(mg__cond_t *c) { pthread_cond_destroy(c); }
 static inline void mg__cond_wait(mg__cond_t *c, mg__mutex_t *m) { if (pthread_cond_wait(c, m)) abort(); }
 static inline void mg__cond_broadcast(mg__cond_t *c) { pthread_cond_broadcast(c); }
+
+/* Wait on c until signalled or the monotonic clock reaches deadline_ns (c
+ * must have been made by mg__cond_init).  0 or ETIMEDOUT. */
+static inline int
+mg__cond_timedwait(mg__cond_t *c, mg__mutex_t *m, int64_t deadline_ns)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)(deadline_ns / 1000000000LL);
+    ts.tv_nsec = (long)(deadline_ns % 1000000000LL);
+    int rc = pthread_cond_timedwait(c, m, &ts);
+    if (rc != 0 && rc != ETIMEDOUT)
+        abort();
+    return rc;
+}
+
+static inline void mg__cond_signal(mg__cond_t *c) { pthread_cond_signal(c); }
 
 /* Monotonic time in nanoseconds. */
 static inline int64_t

@@ -19,6 +19,7 @@ enum {
     T_TUPLE = 't', T_LIST = 'l', T_SET = 's', T_FROZENSET = 'z', /* varint n, items */
     T_DICT = 'd',       /* varint n, n (key, value) pairs */
     T_PICKLE = 'P',     /* varint n, n bytes of pickle protocol 5 */
+    T_HANDLE = 'H',     /* varint i: the i-th reference of the encoding */
 };
 
 PyObject *
@@ -247,6 +248,9 @@ enc(mg__buf_t *b, PyObject *o, int depth)
         CHECK_BUF(mg__buf_put(b, &c.imag, sizeof c.imag));
     }
     else {
+        int rc = mg__handle_encode(o, b, T_HANDLE);
+        if (rc != 0)
+            return rc < 0 ? -1 : 0;
         return enc_pickle(b, o);
     }
     return 0;
@@ -255,12 +259,12 @@ enc(mg__buf_t *b, PyObject *o, int depth)
 int
 mg__encode(PyObject *obj, mg__buf_t *out)
 {
-    size_t start = out->len;
+    size_t start = out->len, start_refs = out->nrefs;
     int rc = enc(out, obj, 0);
     if (rc == ENC_TOO_DEEP) {
         /* Too deep for the native form (or cyclic): pickle keeps cycles and
          * raises a clear NotShareableError when it is really too deep. */
-        out->len = start;
+        mg__buf_truncate(out, start, start_refs);
         rc = enc_pickle(out, obj);
     }
     return rc;
@@ -271,6 +275,8 @@ mg__encode(PyObject *obj, mg__buf_t *out)
 typedef struct {
     const unsigned char *p;
     const unsigned char *end;
+    const mg__bufref_t *refs;
+    size_t nrefs;
 } dec_t;
 
 static PyObject *
@@ -463,19 +469,34 @@ dec(dec_t *d, int depth)
             return NULL;
         d->p += n;
         return dec_pickle(d->p - n, n);
+    case T_HANDLE: {
+        uint64_t i;
+        if (get_varint(d, &i) < 0)
+            return NULL;
+        if (i >= d->nrefs)
+            return corrupt("handle without a reference");
+        return mg__handle_decode(&d->refs[i]);
+    }
     default:
         return corrupt("unknown tag");
     }
 }
 
 PyObject *
-mg__decode(const unsigned char *data, size_t len)
+mg__decode(const mg__buf_t *b)
 {
-    dec_t d = {data, data + len};
+    dec_t d = {b->data, b->data + b->len, b->refs, b->nrefs};
     PyObject *res = dec(&d, 0);
     if (res != NULL && d.p != d.end) {
         Py_DECREF(res);
         return corrupt("trailing bytes");
     }
     return res;
+}
+
+PyObject *
+mg__decode_bytes(const unsigned char *data, size_t len)
+{
+    mg__buf_t b = {(unsigned char *)data, len, len, NULL, 0, 0};
+    return mg__decode(&b);
 }

@@ -22,8 +22,21 @@
 int mg__encode(PyObject *obj, mg__buf_t *out);
 
 /* Rebuild a value from an encoding in the current interpreter.  New
- * reference, or NULL with an exception (ValueError for malformed input). */
-PyObject *mg__decode(const unsigned char *data, size_t len);
+ * reference, or NULL with an exception (ValueError for malformed input).
+ * Handles (channel ends) in the encoding are resolved through b's
+ * references; plain bytes (no references) cannot carry them. */
+PyObject *mg__decode(const mg__buf_t *b);
+
+/* mg__decode of plain bytes. */
+PyObject *mg__decode_bytes(const unsigned char *data, size_t len);
+
+/* Hooks the codec uses for manygil's own handle objects (channel.c).
+ * mg__handle_encode: 1 if obj is a handle (written to b, with a reference
+ * recorded in b), 0 if it is not one, -1 on error.  mg__handle_decode: a
+ * new handle in the current interpreter for reference `ref` of an
+ * encoding (its release function identifies the kind). */
+int mg__handle_encode(PyObject *obj, mg__buf_t *b, int tag);
+PyObject *mg__handle_decode(const mg__bufref_t *ref);
 
 /* getattr(import(module), name): a new reference or NULL with an exception. */
 PyObject *mg__import_attr(const char *module, const char *name);

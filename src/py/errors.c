@@ -7,10 +7,14 @@
 /* The manygil exception class for err, as a new reference; NULL if the code
  * maps to a builtin exception (returned through *builtin). */
 static PyObject *
-error_class(int err, PyObject **builtin)
+error_class(int context, int err, PyObject **builtin)
 {
     const char *name = NULL;
     *builtin = NULL;
+    if (context == MG__CTX_QUEUE_GET && (err == MG_EEMPTY || err == MG_ETIMEDOUT))
+        return mg__import_attr("manygil._errors", "QueueEmpty");
+    if (context == MG__CTX_QUEUE_PUT && (err == MG_EFULL || err == MG_ETIMEDOUT))
+        return mg__import_attr("manygil._errors", "QueueFull");
     switch (err) {
     case MG_ENOTFOUND:
         name = "InterpreterNotFoundError";
@@ -28,8 +32,24 @@ error_class(int err, PyObject **builtin)
     case MG_EUNSHAREABLE:
         name = "NotShareableError";
         break;
+    case MG_ECHNOTFOUND:
+        name = "ChannelNotFoundError";
+        break;
+    case MG_ECHCLOSED:
+        name = "ChannelClosedError";
+        break;
+    case MG_EEMPTY:
+        name = "ChannelEmptyError";
+        break;
+    case MG_EFULL:
+        name = "ChannelFullError";
+        break;
+    case MG_ETIMEDOUT:
+        name = "ChannelTimeoutError";
+        break;
     case MG_EINVAL:
     case MG_ECORRUPT:
+    case MG_EWRONGEND:
         *builtin = PyExc_ValueError;
         return NULL;
     default:
@@ -40,11 +60,11 @@ error_class(int err, PyObject **builtin)
 }
 
 PyObject *
-mg__raise(int err, const char *detail_fmt, ...)
+mg__raise_in(int context, int err, const char *detail_fmt, ...)
 {
     if (err == MG_ENOMEM)
         return PyErr_NoMemory();
-    PyObject *builtin, *cls = error_class(err, &builtin);
+    PyObject *builtin, *cls = error_class(context, err, &builtin);
     if (cls == NULL && builtin == NULL)
         return NULL;                /* import failed: that error stands */
     PyObject *msg;

@@ -9,6 +9,13 @@
  * manygil's (InterpreterError and friends) where one fits.  Always returns
  * NULL so callers can `return mg__raise(...)`.  The one place where codes
  * become exceptions. */
-PyObject *mg__raise(int err, const char *detail_fmt, ...);
+PyObject *mg__raise_in(int context, int err, const char *detail_fmt, ...);
+
+/* Contexts change which class a code maps to: a queue's get/put raise
+ * QueueEmpty/QueueFull (as queue.Queue does) where a channel raises
+ * ChannelEmptyError/ChannelFullError/ChannelTimeoutError. */
+enum { MG__CTX_DEFAULT = 0, MG__CTX_QUEUE_GET = 1, MG__CTX_QUEUE_PUT = 2 };
+
+#define mg__raise(err, ...) mg__raise_in(MG__CTX_DEFAULT, (err), __VA_ARGS__)
 
 #endif /* MG_PY_ERRORS_H */

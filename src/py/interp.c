@@ -16,6 +16,7 @@
 #include "manygil.h"
 #include "py/interp.h"
 #include "py/codec.h"
+#include "core/channel.h"
 
 /* ---- switching --------------------------------------------------------- */
 
@@ -135,7 +136,7 @@ capture_exception(mg__buf_t *out)
     }
     Py_DECREF(exc);
     int rc = 0;
-    out->len = 0;
+    mg__buf_clear(out);
     if (info == NULL || mg__encode(info, out) < 0) {
         PyErr_Clear();
         rc = MG_ENOMEM;
@@ -194,7 +195,7 @@ bootstrap(const mg__buf_t *path)
 {
     int rc = -1;
     PyObject *ns = NULL, *res = NULL;
-    PyObject *list = mg__decode(path->data, path->len);
+    PyObject *list = mg__decode(path);
     if (list == NULL || PySys_SetObject("path", list) < 0)
         goto done;
     ns = PyDict_New();
@@ -316,6 +317,8 @@ mg__interp_close(int64_t id)
     }
     Py_EndInterpreter(ts);          /* leaves no current thread state */
     mg__registry_end_close(rec);
+    /* Handles whose objects did not die with the interpreter. */
+    mg__channels_drop_interp(id);
 done:
     free(others);
     if (saved != NULL)

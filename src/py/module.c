@@ -1,9 +1,9 @@
 /* module.c -- manygil._core: the extension module the Python package wraps.
  *
  * Multi-phase init, no static PyObject *, safe to load in any own-GIL
- * interpreter (Py_MOD_PER_INTERPRETER_GIL_SUPPORTED).  The module keeps no
- * per-interpreter state of its own yet: exception classes live in
- * manygil._errors and are looked up when raised.
+ * interpreter (Py_MOD_PER_INTERPRETER_GIL_SUPPORTED).  Per-interpreter
+ * state (the channel types) lives in the module state; exception classes
+ * live in manygil._errors and are looked up when raised.
  *
  * Sections: argument helpers -> running code elsewhere (exec, call,
  * prepare_main) -> lifecycle -> codec entry points -> module definition.
@@ -13,6 +13,7 @@
 #include "py/codec.h"
 #include "py/errors.h"
 #include "py/interp.h"
+#include "py/state.h"
 #include <marshal.h>
 
 /* ---- argument helpers -------------------------------------------------- */
@@ -47,7 +48,7 @@ check_nargs(const char *name, Py_ssize_t nargs, Py_ssize_t want)
 static PyObject *
 raise_remote(const mg__buf_t *info_buf)
 {
-    PyObject *info = mg__decode(info_buf->data, info_buf->len);
+    PyObject *info = mg__decode(info_buf);
     if (info == NULL)
         return NULL;
     PyObject *factory = mg__import_attr("manygil._errors", "_execution_failed");
@@ -76,7 +77,7 @@ run_and_decode(int64_t id, mg__runfn_t fn, void *arg)
     else if (raised)
         raise_remote(&out);
     else
-        res = mg__decode(out.data, out.len);
+        res = mg__decode(&out);
     mg__buf_free(&out);
     return res;
 }
@@ -84,7 +85,7 @@ run_and_decode(int64_t id, mg__runfn_t fn, void *arg)
 static int
 put_none(mg__buf_t *out)
 {
-    out->len = 0;
+    mg__buf_clear(out);
     return mg__encode(Py_None, out);
 }
 
@@ -177,7 +178,7 @@ call_in_target(void *varg, mg__buf_t *out)
     mg__buf_t *payload = varg;
     PyObject *res = NULL;
     int rc = -1;
-    PyObject *triple = mg__decode(payload->data, payload->len);
+    PyObject *triple = mg__decode(payload);
     if (triple == NULL)
         goto done;
     if (!PyTuple_CheckExact(triple) || PyTuple_GET_SIZE(triple) != 3) {
@@ -190,7 +191,7 @@ call_in_target(void *varg, mg__buf_t *out)
     res = PyObject_Call(fn, fargs, kwargs == Py_None ? NULL : kwargs);
     if (res == NULL)
         goto done;
-    out->len = 0;
+    mg__buf_clear(out);
     rc = mg__encode(res, out);
 done:
     Py_XDECREF(res);
@@ -239,7 +240,7 @@ prepare_in_target(void *varg, mg__buf_t *out)
     mg__buf_t *payload = varg;
     PyObject *main = NULL;
     int rc = -1;
-    PyObject *ns = mg__decode(payload->data, payload->len);
+    PyObject *ns = mg__decode(payload);
     if (ns == NULL)
         goto done;
     main = mg__main_module();
@@ -295,7 +296,7 @@ count_tstates_in_target(void *varg, mg__buf_t *out)
     PyObject *v = PyLong_FromLong(n);
     if (v == NULL)
         return -1;
-    out->len = 0;
+    mg__buf_clear(out);
     int rc = mg__encode(v, out);
     Py_DECREF(v);
     return rc;
@@ -437,7 +438,7 @@ core_decode(PyObject *mod, PyObject *arg)
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
         return NULL;
-    PyObject *res = mg__decode(view.buf, (size_t)view.len);
+    PyObject *res = mg__decode_bytes(view.buf, (size_t)view.len);
     PyBuffer_Release(&view);
     return res;
 }
@@ -481,6 +482,43 @@ static PyMethodDef core_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+mg__state_t *
+mg__state_current(void)
+{
+    PyObject *mod = PyImport_ImportModule("manygil._core");
+    if (mod == NULL)
+        return NULL;
+    mg__state_t *st = PyModule_GetState(mod);
+    Py_DECREF(mod);     /* sys.modules keeps it alive */
+    return st;
+}
+
+static int
+core_traverse(PyObject *mod, visitproc visit, void *arg)
+{
+    mg__state_t *st = PyModule_GetState(mod);
+    Py_VISIT(st->send_type);
+    Py_VISIT(st->recv_type);
+    Py_VISIT(st->queue_type);
+    return 0;
+}
+
+static int
+core_clear(PyObject *mod)
+{
+    mg__state_t *st = PyModule_GetState(mod);
+    Py_CLEAR(st->send_type);
+    Py_CLEAR(st->recv_type);
+    Py_CLEAR(st->queue_type);
+    return 0;
+}
+
+static void
+core_free(void *mod)
+{
+    core_clear((PyObject *)mod);
+}
+
 static int
 core_exec_module(PyObject *mod)
 {
@@ -489,6 +527,9 @@ core_exec_module(PyObject *mod)
         mg__raise(rc, "manygil could not register the main interpreter");
         return -1;
     }
+    if (mg__channel_types_add(mod, PyModule_GetState(mod)) < 0
+            || PyModule_AddFunctions(mod, mg__channel_functions) < 0)
+        return -1;
     if (PyModule_AddIntConstant(mod, "CODEC_MAX_DEPTH", MG__CODEC_MAX_DEPTH) < 0)
         return -1;
     return 0;
@@ -503,17 +544,20 @@ static PyModuleDef_Slot core_slots[] = {
     {0, NULL},
 };
 
-static struct PyModuleDef core_module = {
+PyModuleDef mg__core_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "manygil._core",
-    .m_doc = "C core of manygil: own-GIL interpreters and the value codec.",
-    .m_size = 0,
+    .m_doc = "C core of manygil: own-GIL interpreters, the value codec, channels.",
+    .m_size = sizeof(mg__state_t),
     .m_methods = core_methods,
     .m_slots = core_slots,
+    .m_traverse = core_traverse,
+    .m_clear = core_clear,
+    .m_free = core_free,
 };
 
 PyMODINIT_FUNC
 PyInit__core(void)
 {
-    return PyModuleDef_Init(&core_module);
+    return PyModuleDef_Init(&mg__core_module);
 }

@@ -1,0 +1,432 @@
+/* channel.c -- channels and queues (see channel.h).
+ *
+ * Lock order: table.mutex, then a channel's mu; never the other way.  No
+ * lock is held while an item is freed (freeing releases references, which
+ * may lock other channels), nor while calling into anything else.
+ */
+#include <stdlib.h>
+#include "manygil.h"
+#include "core/channel.h"
+#include "core/sync.h"
+
+typedef struct mg__item {
+    struct mg__item *next;
+    mg__buf_t buf;
+} mg__item_t;
+
+typedef struct {
+    int64_t interp;
+    int64_t send, recv;         /* handle counts */
+} mg__holder_t;
+
+#define NBUCKETS 1024
+
+struct mg__channel {
+    int64_t id;                 /* immutable */
+    int64_t maxsize;            /* immutable; 0 = unbounded */
+    int is_queue;               /* immutable */
+    mg__mutex_t mu;
+    mg__cond_t not_empty;       /* receivers wait here */
+    mg__cond_t not_full;        /* senders wait here */
+    mg__item_t *head, *tail;    /* guarded by mu */
+    int64_t count;              /* guarded by mu */
+    int send_closed, recv_closed;       /* guarded by mu */
+    int pinned;                 /* guarded by mu: MG__END_* bits pinned by plain ids */
+    int64_t nsend, nrecv;       /* guarded by mu: handle totals */
+    mg__holder_t *holders;      /* guarded by mu */
+    size_t nholders, capholders;        /* guarded by mu */
+    int refs;                   /* atomic */
+    int in_table;               /* guarded by table.mutex */
+    struct mg__channel *next_in_bucket; /* guarded by table.mutex */
+};
+
+static struct {
+    mg__mutex_t mutex;
+    int64_t next_id;                        /* guarded by mutex */
+    mg__channel_t *buckets[NBUCKETS];       /* guarded by mutex */
+} table = { .mutex = MG__MUTEX_INIT, .next_id = 1 };
+
+/* ---- lifetime ---------------------------------------------------------- */
+
+void
+mg__channel_incref(mg__channel_t *ch)
+{
+    __atomic_add_fetch(&ch->refs, 1, __ATOMIC_RELAXED);
+}
+
+static void
+free_items(mg__item_t *it)
+{
+    while (it != NULL) {
+        mg__item_t *next = it->next;
+        mg__buf_free(&it->buf);
+        free(it);
+        it = next;
+    }
+}
+
+void
+mg__channel_decref(mg__channel_t *ch)
+{
+    if (__atomic_sub_fetch(&ch->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    free_items(ch->head);
+    free(ch->holders);
+    mg__cond_destroy(&ch->not_empty);
+    mg__cond_destroy(&ch->not_full);
+    pthread_mutex_destroy(&ch->mu);
+    free(ch);
+}
+
+int64_t mg__channel_id(const mg__channel_t *ch) { return ch->id; }
+int mg__channel_is_queue(const mg__channel_t *ch) { return ch->is_queue; }
+int64_t mg__channel_maxsize(const mg__channel_t *ch) { return ch->maxsize; }
+
+int64_t
+mg__channel_count(mg__channel_t *ch)
+{
+    mg__mutex_lock(&ch->mu);
+    int64_t n = ch->count;
+    mg__mutex_unlock(&ch->mu);
+    return n;
+}
+
+/* ---- the id table ------------------------------------------------------ */
+
+static void
+table_remove(mg__channel_t *ch)
+{
+    mg__mutex_lock(&table.mutex);
+    int was_in = ch->in_table;
+    if (was_in) {
+        mg__channel_t **pp = &table.buckets[ch->id % NBUCKETS];
+        while (*pp != ch)
+            pp = &(*pp)->next_in_bucket;
+        *pp = ch->next_in_bucket;
+        ch->in_table = 0;
+    }
+    mg__mutex_unlock(&table.mutex);
+    if (was_in)
+        mg__channel_decref(ch);     /* the table's reference */
+}
+
+int
+mg__channel_create(int64_t maxsize, int flags, mg__channel_t **out)
+{
+    if (maxsize < 0)
+        return MG_EINVAL;
+    mg__channel_t *ch = calloc(1, sizeof *ch);
+    if (ch == NULL)
+        return MG_ENOMEM;
+    if (pthread_mutex_init(&ch->mu, NULL) != 0) {
+        free(ch);
+        return MG_ENOMEM;
+    }
+    if (mg__cond_init(&ch->not_empty) != 0) {
+        pthread_mutex_destroy(&ch->mu);
+        free(ch);
+        return MG_ENOMEM;
+    }
+    if (mg__cond_init(&ch->not_full) != 0) {
+        mg__cond_destroy(&ch->not_empty);
+        pthread_mutex_destroy(&ch->mu);
+        free(ch);
+        return MG_ENOMEM;
+    }
+    ch->maxsize = maxsize;
+    ch->is_queue = (flags & MG__CHANNEL_QUEUE) != 0;
+    ch->pinned = (flags & MG__CHANNEL_PINNED) ? MG__END_BOTH : 0;
+    ch->refs = 2;                   /* the table's and the caller's */
+    mg__mutex_lock(&table.mutex);
+    ch->id = table.next_id++;
+    ch->in_table = 1;
+    ch->next_in_bucket = table.buckets[ch->id % NBUCKETS];
+    table.buckets[ch->id % NBUCKETS] = ch;
+    mg__mutex_unlock(&table.mutex);
+    *out = ch;
+    return 0;
+}
+
+int
+mg__channel_find(int64_t cid, mg__channel_t **out)
+{
+    if (cid <= 0)
+        return MG_ECHNOTFOUND;
+    mg__mutex_lock(&table.mutex);
+    mg__channel_t *ch = table.buckets[cid % NBUCKETS];
+    while (ch != NULL && ch->id != cid)
+        ch = ch->next_in_bucket;
+    if (ch != NULL)
+        mg__channel_incref(ch);
+    mg__mutex_unlock(&table.mutex);
+    if (ch == NULL)
+        return MG_ECHNOTFOUND;
+    *out = ch;
+    return 0;
+}
+
+/* ---- closing ----------------------------------------------------------- */
+
+/* Close `ends` (mu held).  Items dropped by closing the receive end are
+ * moved to *dropped for the caller to free after unlocking.  Returns 1 if
+ * both ends are now closed. */
+static int
+close_locked(mg__channel_t *ch, int ends, mg__item_t **dropped)
+{
+    if ((ends & MG__END_SEND) && !ch->send_closed)
+        ch->send_closed = 1;
+    if ((ends & MG__END_RECV) && !ch->recv_closed) {
+        ch->recv_closed = 1;
+        *dropped = ch->head;
+        ch->head = ch->tail = NULL;
+        ch->count = 0;
+    }
+    mg__cond_broadcast(&ch->not_empty);
+    mg__cond_broadcast(&ch->not_full);
+    return ch->send_closed && ch->recv_closed;
+}
+
+void
+mg__channel_close(mg__channel_t *ch, int ends)
+{
+    mg__item_t *dropped = NULL;
+    mg__mutex_lock(&ch->mu);
+    ch->pinned &= ~ends;
+    int fully = close_locked(ch, ends, &dropped);
+    mg__mutex_unlock(&ch->mu);
+    free_items(dropped);
+    if (fully)
+        table_remove(ch);
+}
+
+/* ---- handles ----------------------------------------------------------- */
+
+static mg__holder_t *
+find_holder_locked(mg__channel_t *ch, int64_t interp)
+{
+    for (size_t i = 0; i < ch->nholders; i++)
+        if (ch->holders[i].interp == interp)
+            return &ch->holders[i];
+    return NULL;
+}
+
+int
+mg__channel_attach(mg__channel_t *ch, int64_t interp, int ends)
+{
+    int rc = 0;
+    mg__mutex_lock(&ch->mu);
+    mg__holder_t *h = find_holder_locked(ch, interp);
+    if (h == NULL) {
+        if (ch->nholders == ch->capholders) {
+            size_t cap = ch->capholders ? ch->capholders * 2 : 4;
+            mg__holder_t *p = realloc(ch->holders, cap * sizeof *p);
+            if (p == NULL) {
+                rc = MG_ENOMEM;
+                goto done;
+            }
+            ch->holders = p;
+            ch->capholders = cap;
+        }
+        h = &ch->holders[ch->nholders++];
+        *h = (mg__holder_t){interp, 0, 0};
+    }
+    if (ends & MG__END_SEND) {
+        h->send++;
+        ch->nsend++;
+    }
+    if (ends & MG__END_RECV) {
+        h->recv++;
+        ch->nrecv++;
+    }
+done:
+    mg__mutex_unlock(&ch->mu);
+    return rc;
+}
+
+/* Take `dsend`/`drecv` handles away from holder h (mu held) and close the
+ * ends left without handles or pins.  Returns 1 if both ends are closed. */
+static int
+detach_locked(mg__channel_t *ch, mg__holder_t *h, int64_t dsend, int64_t drecv,
+              mg__item_t **dropped)
+{
+    h->send -= dsend;
+    h->recv -= drecv;
+    ch->nsend -= dsend;
+    ch->nrecv -= drecv;
+    if (h->send == 0 && h->recv == 0)
+        *h = ch->holders[--ch->nholders];
+    int ends = 0;
+    if (ch->nsend == 0 && !(ch->pinned & MG__END_SEND))
+        ends |= MG__END_SEND;
+    if (ch->nrecv == 0 && !(ch->pinned & MG__END_RECV))
+        ends |= MG__END_RECV;
+    if (ends == 0)
+        return 0;
+    return close_locked(ch, ends, dropped);
+}
+
+void
+mg__channel_detach(mg__channel_t *ch, int64_t interp, int ends)
+{
+    mg__item_t *dropped = NULL;
+    int fully = 0;
+    mg__mutex_lock(&ch->mu);
+    mg__holder_t *h = find_holder_locked(ch, interp);
+    if (h != NULL)
+        fully = detach_locked(ch, h, (ends & MG__END_SEND) ? 1 : 0,
+                              (ends & MG__END_RECV) ? 1 : 0, &dropped);
+    mg__mutex_unlock(&ch->mu);
+    free_items(dropped);
+    if (fully)
+        table_remove(ch);
+}
+
+void
+mg__channel_release_transit(void *ptr, int ends)
+{
+    mg__channel_t *ch = ptr;
+    mg__channel_detach(ch, MG__TRANSIT, ends);
+    mg__channel_decref(ch);
+}
+
+void
+mg__channels_drop_interp(int64_t interp)
+{
+    /* Snapshot the channels (with references), then visit each unlocked. */
+    mg__mutex_lock(&table.mutex);
+    size_t n = 0, cap = 16;
+    mg__channel_t **all = malloc(cap * sizeof *all);
+    for (int b = 0; all != NULL && b < NBUCKETS; b++) {
+        for (mg__channel_t *ch = table.buckets[b]; ch != NULL; ch = ch->next_in_bucket) {
+            if (n == cap) {
+                mg__channel_t **p = realloc(all, cap * 2 * sizeof *p);
+                if (p == NULL)
+                    break;
+                all = p;
+                cap *= 2;
+            }
+            mg__channel_incref(ch);
+            all[n++] = ch;
+        }
+    }
+    mg__mutex_unlock(&table.mutex);
+    for (size_t i = 0; i < n; i++) {
+        mg__channel_t *ch = all[i];
+        mg__item_t *dropped = NULL;
+        int fully = 0;
+        mg__mutex_lock(&ch->mu);
+        mg__holder_t *h = find_holder_locked(ch, interp);
+        if (h != NULL)
+            fully = detach_locked(ch, h, h->send, h->recv, &dropped);
+        mg__mutex_unlock(&ch->mu);
+        free_items(dropped);
+        if (fully)
+            table_remove(ch);
+        mg__channel_decref(ch);
+    }
+    free(all);
+}
+
+/* ---- send and receive -------------------------------------------------- */
+
+/* Block on c until signalled or the deadline (mu held); registers w in the
+ * waits table on the first block.  Returns 0 or MG_ETIMEDOUT. */
+static int
+wait_locked(mg__channel_t *ch, mg__cond_t *c, int64_t deadline_ns, mg__wait_t *w,
+            int *registered)
+{
+    if (w != NULL && !*registered) {
+        mg__waits_add(w);
+        *registered = 1;
+    }
+    if (deadline_ns < 0) {
+        mg__cond_wait(c, &ch->mu);
+        return 0;
+    }
+    return mg__cond_timedwait(c, &ch->mu, deadline_ns) ? MG_ETIMEDOUT : 0;
+}
+
+int
+mg__channel_send(mg__channel_t *ch, mg__buf_t *item, int64_t deadline_ns, mg__wait_t *w)
+{
+    mg__item_t *node = malloc(sizeof *node);
+    if (node == NULL)
+        return MG_ENOMEM;
+    int rc, registered = 0;
+    mg__mutex_lock(&ch->mu);
+    for (;;) {
+        if (ch->send_closed || ch->recv_closed) {
+            rc = MG_ECHCLOSED;
+            break;
+        }
+        if (ch->maxsize == 0 || ch->count < ch->maxsize) {
+            node->next = NULL;
+            mg__buf_move(&node->buf, item);
+            if (ch->tail != NULL)
+                ch->tail->next = node;
+            else
+                ch->head = node;
+            ch->tail = node;
+            ch->count++;
+            node = NULL;
+            mg__cond_signal(&ch->not_empty);
+            rc = 0;
+            break;
+        }
+        if (deadline_ns == 0) {
+            rc = MG_EFULL;
+            break;
+        }
+        if (wait_locked(ch, &ch->not_full, deadline_ns, w, &registered) == MG_ETIMEDOUT
+                && ch->count >= ch->maxsize && !ch->send_closed && !ch->recv_closed) {
+            rc = MG_ETIMEDOUT;
+            break;
+        }
+    }
+    mg__mutex_unlock(&ch->mu);
+    if (registered)
+        mg__waits_remove(w);
+    free(node);
+    return rc;
+}
+
+int
+mg__channel_recv(mg__channel_t *ch, mg__buf_t *out, int64_t deadline_ns, mg__wait_t *w)
+{
+    int rc, registered = 0;
+    mg__item_t *node = NULL;
+    mg__mutex_lock(&ch->mu);
+    for (;;) {
+        if (ch->head != NULL) {
+            node = ch->head;
+            ch->head = node->next;
+            if (ch->head == NULL)
+                ch->tail = NULL;
+            ch->count--;
+            mg__cond_signal(&ch->not_full);
+            rc = 0;
+            break;
+        }
+        if (ch->send_closed || ch->recv_closed) {
+            rc = MG_ECHCLOSED;
+            break;
+        }
+        if (deadline_ns == 0) {
+            rc = MG_EEMPTY;
+            break;
+        }
+        if (wait_locked(ch, &ch->not_empty, deadline_ns, w, &registered) == MG_ETIMEDOUT
+                && ch->head == NULL && !ch->send_closed && !ch->recv_closed) {
+            rc = MG_ETIMEDOUT;
+            break;
+        }
+    }
+    mg__mutex_unlock(&ch->mu);
+    if (registered)
+        mg__waits_remove(w);
+    if (node != NULL) {
+        mg__buf_move(out, &node->buf);
+        free(node);
+    }
+    return rc;
+}

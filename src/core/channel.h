@@ -1,0 +1,77 @@
+/* channel.h -- channels and queues between interpreters (process-global).
+ *
+ * A channel is a FIFO of encoded values (mg__buf_t) with a send end and a
+ * receive end; a queue is the same with one handle type for both.  Waits
+ * block on condition variables (woken by the other side, never polling),
+ * with absolute deadlines on the monotonic clock.
+ *
+ * Ends are kept open by handles: each interpreter's handle objects count
+ * (mg__channel_attach/detach, per interpreter), encodings in flight count
+ * (as interpreter MG__TRANSIT), and the seed API's plain ids pin both ends
+ * open until closed explicitly.  When the last handle of an end goes, the
+ * end closes, and waiters wake.  A channel whose two ends are closed leaves
+ * the id table.
+ */
+#ifndef MG_CORE_CHANNEL_H
+#define MG_CORE_CHANNEL_H
+
+#include <stdint.h>
+#include "core/buf.h"
+#include "core/waits.h"
+
+typedef struct mg__channel mg__channel_t;
+
+enum { MG__END_SEND = 1, MG__END_RECV = 2, MG__END_BOTH = 3 };
+enum { MG__CHANNEL_QUEUE = 1, MG__CHANNEL_PINNED = 2 };
+
+/* The pseudo-interpreter that owns handles inside encodings in flight. */
+#define MG__TRANSIT (-1)
+
+/* Make a channel (flags: MG__CHANNEL_QUEUE, MG__CHANNEL_PINNED) holding up
+ * to maxsize items (0: unbounded) and enter it in the id table.  *out gets
+ * a reference.  0, MG_EINVAL or MG_ENOMEM. */
+int mg__channel_create(int64_t maxsize, int flags, mg__channel_t **out);
+
+/* Look up channel `cid`; *out gets a reference.  0 or MG_ECHNOTFOUND. */
+int mg__channel_find(int64_t cid, mg__channel_t **out);
+
+void mg__channel_incref(mg__channel_t *ch);
+void mg__channel_decref(mg__channel_t *ch);
+
+int64_t mg__channel_id(const mg__channel_t *ch);
+int mg__channel_is_queue(const mg__channel_t *ch);
+int64_t mg__channel_maxsize(const mg__channel_t *ch);
+int64_t mg__channel_count(mg__channel_t *ch);
+
+/* Count a handle of interpreter `interp` on `ends`.  0 or MG_ENOMEM. */
+int mg__channel_attach(mg__channel_t *ch, int64_t interp, int ends);
+
+/* Drop a handle counted by mg__channel_attach; an end whose last handle
+ * goes (and that no plain id pins) closes. */
+void mg__channel_detach(mg__channel_t *ch, int64_t interp, int ends);
+
+/* Drop every handle interpreter `interp` still counts (it was closed). */
+void mg__channels_drop_interp(int64_t interp);
+
+/* A release function for mg__buf_add_ref: detaches a MG__TRANSIT handle on
+ * the ends in `ends` and drops the reference on ch. */
+void mg__channel_release_transit(void *ch, int ends);
+
+/* Append *item (moved in on success).  deadline_ns: -1 waits for ever, 0
+ * does not wait, else an absolute mg__monotonic_ns() time.  `w` (filled by
+ * the caller) is entered in the waits table while the call blocks.
+ * 0, MG_ECHCLOSED, MG_EFULL (no wait allowed) or MG_ETIMEDOUT. */
+int mg__channel_send(mg__channel_t *ch, mg__buf_t *item, int64_t deadline_ns,
+                     mg__wait_t *w);
+
+/* Take the oldest item into *out (which must be empty).  Same deadline and
+ * wait rules.  0, MG_ECHCLOSED (closed and drained), MG_EEMPTY or
+ * MG_ETIMEDOUT. */
+int mg__channel_recv(mg__channel_t *ch, mg__buf_t *out, int64_t deadline_ns,
+                     mg__wait_t *w);
+
+/* Close `ends` explicitly (and unpin them).  Closing the receive end drops
+ * the items left.  Harmless when already closed. */
+void mg__channel_close(mg__channel_t *ch, int ends);
+
+#endif /* MG_CORE_CHANNEL_H */

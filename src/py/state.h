@@ -1,0 +1,25 @@
+/* state.h -- manygil._core's per-interpreter module state. */
+#ifndef MG_PY_STATE_H
+#define MG_PY_STATE_H
+
+#include "py/compat.h"
+
+typedef struct {
+    PyTypeObject *send_type;        /* SendChannel */
+    PyTypeObject *recv_type;        /* RecvChannel */
+    PyTypeObject *queue_type;       /* Queue */
+} mg__state_t;
+
+extern PyModuleDef mg__core_module;
+
+/* The module state of manygil._core in the current interpreter (importing
+ * it if needed): a borrowed pointer, or NULL with an exception. */
+mg__state_t *mg__state_current(void);
+
+/* Create the channel types into st and add them to module m.  0 or -1. */
+int mg__channel_types_add(PyObject *m, mg__state_t *st);
+
+/* The module-level functions of the channel layer (NULL-terminated). */
+extern PyMethodDef mg__channel_functions[];
+
+#endif /* MG_PY_STATE_H */
