@@ -29,8 +29,8 @@ struct mg__channel {
     mg__cond_t not_empty;       /* receivers wait here */
     mg__cond_t not_full;        /* senders wait here */
     mg__item_t *head, *tail;    /* guarded by mu */
-    int64_t count;              /* guarded by mu */
-    int send_closed, recv_closed;       /* guarded by mu */
+    int64_t count;              /* guarded by mu; written atomically, read by spinners */
+    int send_closed, recv_closed;       /* guarded by mu; written atomically */
     int pinned;                 /* guarded by mu: MG__END_* bits pinned by plain ids */
     int64_t nsend, nrecv;       /* guarded by mu: handle totals */
     mg__holder_t *holders;      /* guarded by mu */
@@ -174,12 +174,12 @@ static int
 close_locked(mg__channel_t *ch, int ends, mg__item_t **dropped)
 {
     if ((ends & MG__END_SEND) && !ch->send_closed)
-        ch->send_closed = 1;
+        __atomic_store_n(&ch->send_closed, 1, __ATOMIC_RELEASE);
     if ((ends & MG__END_RECV) && !ch->recv_closed) {
-        ch->recv_closed = 1;
+        __atomic_store_n(&ch->recv_closed, 1, __ATOMIC_RELEASE);
         *dropped = ch->head;
         ch->head = ch->tail = NULL;
-        ch->count = 0;
+        __atomic_store_n(&ch->count, 0, __ATOMIC_RELEASE);
     }
     mg__cond_broadcast(&ch->not_empty);
     mg__cond_broadcast(&ch->not_full);
@@ -329,6 +329,40 @@ mg__channels_drop_interp(int64_t interp)
 
 /* ---- send and receive -------------------------------------------------- */
 
+/* How long a receiver spins (without the lock) for an item before it
+ * sleeps on the condition variable.  On a VM a sleeping CPU takes 5-100 us
+ * to wake; a reply in a request/response exchange usually comes sooner. */
+#define SPIN_NS (30 * 1000)
+
+static inline void
+cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Spin until ch has an item or is closed, or SPIN_NS (or the deadline)
+ * passes.  Called without the lock. */
+static void
+spin_for_item(mg__channel_t *ch, int64_t deadline_ns)
+{
+    int64_t until = mg__monotonic_ns() + SPIN_NS;
+    if (deadline_ns > 0 && deadline_ns < until)
+        until = deadline_ns;
+    for (unsigned i = 1;; i++) {
+        if (__atomic_load_n(&ch->count, __ATOMIC_ACQUIRE) > 0
+                || __atomic_load_n(&ch->send_closed, __ATOMIC_ACQUIRE)
+                || __atomic_load_n(&ch->recv_closed, __ATOMIC_ACQUIRE))
+            return;
+        cpu_relax();
+        if ((i & 63) == 0 && mg__monotonic_ns() >= until)
+            return;
+    }
+}
+
 /* Block on c until signalled or the deadline (mu held); registers w in the
  * waits table on the first block.  Returns 0 or MG_ETIMEDOUT. */
 static int
@@ -367,7 +401,7 @@ mg__channel_send(mg__channel_t *ch, mg__buf_t *item, int64_t deadline_ns, mg__wa
             else
                 ch->head = node;
             ch->tail = node;
-            ch->count++;
+            __atomic_store_n(&ch->count, ch->count + 1, __ATOMIC_RELEASE);
             node = NULL;
             mg__cond_signal(&ch->not_empty);
             rc = 0;
@@ -395,6 +429,8 @@ mg__channel_recv(mg__channel_t *ch, mg__buf_t *out, int64_t deadline_ns, mg__wai
 {
     int rc, registered = 0;
     mg__item_t *node = NULL;
+    if (deadline_ns != 0)
+        spin_for_item(ch, deadline_ns);
     mg__mutex_lock(&ch->mu);
     for (;;) {
         if (ch->head != NULL) {
@@ -402,7 +438,7 @@ mg__channel_recv(mg__channel_t *ch, mg__buf_t *out, int64_t deadline_ns, mg__wai
             ch->head = node->next;
             if (ch->head == NULL)
                 ch->tail = NULL;
-            ch->count--;
+            __atomic_store_n(&ch->count, ch->count - 1, __ATOMIC_RELEASE);
             mg__cond_signal(&ch->not_full);
             rc = 0;
             break;
