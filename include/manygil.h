@@ -52,13 +52,15 @@ extern "C" {
   X(EMPTY,    -15, "channel is empty")                                          \
   X(FULL,     -16, "channel is full")                                           \
   X(TIMEDOUT, -17, "timed out")                                                 \
-  X(WRONGEND, -18, "wrong end of the channel for this operation")
+  X(WRONGEND, -18, "wrong end of the channel for this operation")              \
+  X(BROKEN,   -19, "the pool is broken (a worker failed to start)")             \
+  X(CANCELLED, -20, "the task was cancelled")
 
 typedef enum {
 #define MG__ERR_ENUM(name, val, msg) MG_E##name = (val),
   MG_ERRNO_MAP(MG__ERR_ENUM)
 #undef MG__ERR_ENUM
-  MG_E__LAST = -19
+  MG_E__LAST = -21
 } mg_errno_t;
 
 /* Return a static, human readable message for an MG_E* code ("unknown error"

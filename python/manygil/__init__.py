@@ -16,7 +16,9 @@ import atexit as _atexit
 from . import _core
 from ._api import Interpreter, create, get_current, get_main, is_shareable, list_all
 from ._core import Queue, RecvChannel, SendChannel, create_channel, create_queue
+from ._pool import InterpreterPoolExecutor, map
 from ._errors import (
+    BrokenInterpreterPool,
     ChannelClosedError,
     ChannelEmptyError,
     ChannelError,
@@ -57,6 +59,9 @@ __all__ = [
     "ChannelTimeoutError",
     "QueueEmpty",
     "QueueFull",
+    "InterpreterPoolExecutor",
+    "BrokenInterpreterPool",
+    "map",
 ]
 
 

@@ -49,6 +49,33 @@ def loads(data: bytes) -> object:
     return pickle.loads(data)
 
 
+def crosses_by_reference(fn: object) -> bool:
+    """True if fn is sent as a name (module + qualname) rather than by value,
+    so its encoding never changes and can be cached."""
+    if isinstance(fn, types.BuiltinFunctionType):
+        return True
+    if not isinstance(fn, types.FunctionType):
+        return False
+    module = sys.modules.get(fn.__module__)
+    if fn.__module__ in _MAIN_NAMES and _main_ref(fn.__module__) is None:
+        return False
+    return _lookup(module, fn.__qualname__) is fn
+
+
+_callables: dict[bytes, object] = {}
+
+
+def load_callable(data: bytes) -> object:
+    """In a worker: the callable pickled by reference in data (cached)."""
+    fn = _callables.get(data)
+    if fn is None:
+        fn = pickle.loads(data)
+        if len(_callables) >= 256:
+            _callables.clear()
+        _callables[data] = fn
+    return fn
+
+
 def _type_name(obj: object) -> str:
     tp = type(obj)
     mod = tp.__module__

@@ -22,9 +22,11 @@ error_class(int context, int err, PyObject **builtin)
     case MG_ERUNNING:
     case MG_EMAININTERP:
     case MG_ECREATE:
-    case MG_ESHUTDOWN:
         name = "InterpreterError";
         break;
+    case MG_ESHUTDOWN:
+        *builtin = PyExc_RuntimeError;
+        return NULL;
     case MG_EEXEC:
         name = "ExecutionFailed";
         break;
@@ -46,6 +48,9 @@ error_class(int context, int err, PyObject **builtin)
         break;
     case MG_ETIMEDOUT:
         name = "ChannelTimeoutError";
+        break;
+    case MG_EBROKEN:
+        name = "BrokenInterpreterPool";
         break;
     case MG_EINVAL:
     case MG_ECORRUPT:

@@ -120,8 +120,8 @@ describe_minimal(PyObject *exc)
 /* Turn the exception set in this interpreter into encoded info in out:
  * (name, qualname, module, msg, formatted traceback, pickled exc or None).
  * 0 or MG_ENOMEM. */
-static int
-capture_exception(mg__buf_t *out)
+int
+mg__capture_exception(mg__buf_t *out)
 {
     PyObject *exc = PyErr_GetRaisedException();
     PyObject *info = NULL;
@@ -157,7 +157,7 @@ mg__interp_run(int64_t id, mg__runfn_t fn, void *arg, mg__buf_t *out, int *raise
     *raised = 0;
     rc = fn(arg, out);
     if (rc == -1) {
-        rc = capture_exception(out);
+        rc = mg__capture_exception(out);
         *raised = rc == 0;
     }
     if (sw.same)
@@ -167,6 +167,21 @@ mg__interp_run(int64_t id, mg__runfn_t fn, void *arg, mg__buf_t *out, int *raise
 }
 
 /* ---- creation ---------------------------------------------------------- */
+
+PyInterpreterConfig
+mg__isolated_config(void)
+{
+    PyInterpreterConfig config = {
+        .use_main_obmalloc = 0,
+        .allow_fork = 0,
+        .allow_exec = 0,
+        .allow_threads = 1,
+        .allow_daemon_threads = 0,
+        .check_multi_interp_extensions = 1,
+        .gil = PyInterpreterConfig_OWN_GIL,
+    };
+    return config;
+}
 
 /* Source run in each new interpreter (in a private namespace): turn the
  * terse ImportError CPython gives for extensions that cannot run under
@@ -189,9 +204,8 @@ static const char IMPORT_HINT_SRC[] =
 "            name=spec.name, path=getattr(spec, 'origin', None)) from None\n"
 "_ext.ExtensionFileLoader.create_module = create_module\n";
 
-/* Runs in the new interpreter: install sys.path and the import hint. */
-static int
-bootstrap(const mg__buf_t *path)
+int
+mg__interp_bootstrap(const mg__buf_t *path)
 {
     int rc = -1;
     PyObject *ns = NULL, *res = NULL;
@@ -229,15 +243,7 @@ mg__interp_create(int64_t *id, const char **why)
         return MG_ECREATE;
     }
 
-    PyInterpreterConfig config = {
-        .use_main_obmalloc = 0,
-        .allow_fork = 0,
-        .allow_exec = 0,
-        .allow_threads = 1,
-        .allow_daemon_threads = 0,
-        .check_multi_interp_extensions = 1,
-        .gil = PyInterpreterConfig_OWN_GIL,
-    };
+    PyInterpreterConfig config = mg__isolated_config();
     PyThreadState *ts = NULL;
     PyStatus status = Py_NewInterpreterFromConfig(&ts, &config);
     if (PyStatus_Exception(status) || ts == NULL) {
@@ -250,7 +256,7 @@ mg__interp_create(int64_t *id, const char **why)
     PyInterpreterState *interp = PyThreadState_GetInterpreter(ts);
     *id = PyInterpreterState_GetID(interp);
     int rc = 0;
-    if (bootstrap(&path) < 0) {
+    if (mg__interp_bootstrap(&path) < 0) {
         PyErr_Print();
         *why = "bootstrap of the new interpreter failed";
         rc = MG_ECREATE;

@@ -33,4 +33,17 @@ int mg__interp_close(int64_t id);
 int mg__interp_run(int64_t id, mg__runfn_t fn, void *arg, mg__buf_t *out,
                    int *raised);
 
+/* The configuration of every manygil interpreter: isolated, own GIL, no
+ * fork/exec, no daemon threads, only extensions that support it. */
+PyInterpreterConfig mg__isolated_config(void);
+
+/* In a new interpreter: set sys.path from an encoded list and install the
+ * import hint for extensions that cannot load.  0 or -1 with an exception. */
+int mg__interp_bootstrap(const mg__buf_t *path);
+
+/* Move the exception set in this interpreter into `out` as encoded info:
+ * (name, qualname, module, msg, formatted traceback, pickled or None).
+ * Clears the exception.  0 or MG_ENOMEM. */
+int mg__capture_exception(mg__buf_t *out);
+
 #endif /* MG_PY_INTERP_H */

@@ -8,6 +8,7 @@ typedef struct {
     PyTypeObject *send_type;        /* SendChannel */
     PyTypeObject *recv_type;        /* RecvChannel */
     PyTypeObject *queue_type;       /* Queue */
+    PyTypeObject *pool_type;        /* _Pool */
 } mg__state_t;
 
 extern PyModuleDef mg__core_module;
@@ -18,6 +19,9 @@ mg__state_t *mg__state_current(void);
 
 /* Create the channel types into st and add them to module m.  0 or -1. */
 int mg__channel_types_add(PyObject *m, mg__state_t *st);
+
+/* Create the _Pool type into st and add it to module m.  0 or -1. */
+int mg__pool_type_add(PyObject *m, mg__state_t *st);
 
 /* The module-level functions of the channel layer (NULL-terminated). */
 extern PyMethodDef mg__channel_functions[];

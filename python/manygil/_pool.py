@@ -1,0 +1,356 @@
+"""InterpreterPoolExecutor: a concurrent.futures pool of warm own-GIL
+interpreters.
+
+The machinery is C (manygil._core._Pool): worker threads that each own an
+interpreter, the task queue, dispatch, and map's chunks.  This module is the
+``concurrent.futures`` face: futures, ``map``'s ordering and laziness, and one
+collector thread that hands finished tasks to their futures.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from concurrent.futures import Executor, Future, InvalidStateError
+from typing import Any, Callable, Iterable, Iterator
+
+from . import _core, _pickle
+from ._errors import (BrokenInterpreterPool, ExceptionInfo, ExceptionType,
+                      ExecutionFailed)
+
+__all__ = ["InterpreterPoolExecutor", "BrokenInterpreterPool", "map"]
+
+_OK, _RAISED = 0, 1
+_CANCELLED = -20                  # MG_ECANCELLED
+_BROKEN = -19                     # MG_EBROKEN
+
+# map(): chunks aim at this much work each, and this many are in flight per worker.
+_CHUNK_TARGET_NS = 2_000_000
+_MAX_CHUNK = 1024
+_WINDOW_PER_WORKER = 4
+
+
+class _RemoteTraceback(Exception):
+    """Carries the traceback text of an exception raised in a worker."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb
+
+
+def _exception_from_info(info: tuple) -> BaseException:
+    """The exception a worker raised, rebuilt here when possible (its
+    ``__cause__`` carries the remote traceback), else ExecutionFailed."""
+    name, qualname, module, msg, formatted, pickled = info
+    excinfo = ExceptionInfo(ExceptionType(name, qualname, module), msg, formatted, pickled)
+    exc = excinfo.rebuild()
+    if exc is None:
+        return ExecutionFailed(excinfo)
+    exc.__cause__ = _RemoteTraceback(f'\n"""\n{formatted}"""')
+    return exc
+
+
+def _default_workers() -> int:
+    count = getattr(os, "process_cpu_count", os.cpu_count)()
+    return count or 1
+
+
+class _TaskFuture(Future):
+    """A Future whose cancel() also takes a queued task off the C queue
+    (a running task cannot be cancelled)."""
+
+    def __init__(self, pool: "InterpreterPoolExecutor", seq: int) -> None:
+        super().__init__()
+        self._pool_ref = weakref.ref(pool)
+        self._seq = seq
+
+    def cancel(self) -> bool:
+        if self.done():
+            return self.cancelled()
+        pool = self._pool_ref()
+        if pool is None or not pool._core.cancel(self._seq):
+            return False
+        return super().cancel()
+
+
+def _resolve(fut: Future, status: int, value: Any, broken_reason: Callable[[], BaseException]) -> None:
+    try:
+        if status == _OK:
+            fut.set_result(value)
+        elif status == _RAISED:
+            fut.set_exception(_exception_from_info(value))
+        elif status == _CANCELLED:
+            Future.cancel(fut)
+            fut.set_running_or_notify_cancel()
+        elif status == _BROKEN:
+            fut.set_exception(broken_reason())
+        else:
+            fut.set_exception(MemoryError(f"task failed with code {status}"))
+    except InvalidStateError:
+        pass                        # cancelled by the user meanwhile
+
+
+class InterpreterPoolExecutor(Executor):
+    """Run calls on a pool of warm own-GIL interpreters.
+
+    ``max_workers`` interpreters (default: the number of CPUs) are created in
+    parallel, each on its own thread, in the background, when the pool is
+    made; they start with this interpreter's ``sys.path``.  ``initializer``
+    runs once in each (``initargs`` are checked for shareability at once);
+    if it raises, the pool is broken: pending and later tasks fail with
+    :class:`BrokenInterpreterPool`.  ``max_tasks_per_worker=N`` replaces a
+    worker's interpreter after N tasks.
+
+    Functions and arguments cross as manygil values (see the README): an
+    importable function crosses by reference and its module is imported once
+    per worker.  A task's exception is re-raised by ``Future.result()`` as
+    the same type when it can be rebuilt here (``__cause__`` holds the
+    remote traceback), otherwise as :class:`ExecutionFailed`.
+    """
+
+    def __init__(self, max_workers: int | None = None, *, initializer: Callable[..., Any] | None = None,
+                 initargs: tuple = (), thread_name_prefix: str = "",
+                 max_tasks_per_worker: int | None = None) -> None:
+        if max_workers is None:
+            max_workers = _default_workers()
+        if not isinstance(max_workers, int) or isinstance(max_workers, bool):
+            raise TypeError(f"max_workers must be an int, not {type(max_workers).__name__}")
+        if max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        if max_tasks_per_worker is not None:
+            if not isinstance(max_tasks_per_worker, int) or max_tasks_per_worker <= 0:
+                raise ValueError("max_tasks_per_worker must be a positive int")
+        init = (initializer, tuple(initargs)) if initializer is not None else None
+        self._max_workers = max_workers
+        self._core = _core._Pool(max_workers, init, max_tasks_per_worker or 0)
+        self._futures: dict[int, Future] = {}
+        self._fn_cache: dict[Any, Any] = {}
+        self._seq = itertools.count(1)
+        self._shutdown_lock = threading.Lock()
+        self._shutdown = False
+        self._broken: BaseException | None = None
+        name = (thread_name_prefix or f"InterpreterPoolExecutor-{id(self):x}") + "-collector"
+        self._collector = threading.Thread(target=self._collect_loop, name=name, daemon=True)
+        self._collector.start()
+        _live_pools.add(self)
+
+    # ---- results --------------------------------------------------------
+
+    def _broken_error(self) -> BaseException:
+        if self._broken is None:
+            info = self._core.broken_info()
+            detail = ""
+            if info is not None:
+                detail = f": the initializer raised {info[0]}: {info[3]}"
+            exc = BrokenInterpreterPool(
+                "a worker interpreter failed to start; the pool cannot run tasks" + detail)
+            if info is not None:
+                exc.__cause__ = _exception_from_info(info)
+            self._broken = exc
+        return self._broken
+
+    def _collect_loop(self) -> None:
+        core, futures = self._core, self._futures
+        while True:
+            batch = core.collect()
+            if not batch:
+                if self._shutdown or core.stats()["broken"]:
+                    # Nothing more will finish: fail whatever is left (broken).
+                    for seq in list(futures):
+                        fut = futures.pop(seq, None)
+                        if fut is not None and not fut.done():
+                            _resolve(fut, _BROKEN, None, self._broken_error)
+                    return
+                continue
+            for seq, status, value, elapsed in batch:
+                fut = futures.pop(seq, None)
+                if fut is None:
+                    continue
+                if isinstance(fut, _ChunkFuture):
+                    fut.elapsed_ns = elapsed
+                _resolve(fut, status, value, self._broken_error)
+
+    # ---- submitting -----------------------------------------------------
+
+    def _encoded(self, fn: Callable[..., Any]) -> Any:
+        """fn, or its pickle when it crosses by reference: workers cache
+        those, so a task's function is looked up once per worker."""
+        try:
+            return self._fn_cache[fn]
+        except KeyError:
+            enc = _pickle.dumps(fn) if _pickle.crosses_by_reference(fn) else fn
+            if len(self._fn_cache) >= 256:
+                self._fn_cache.clear()
+            self._fn_cache[fn] = enc
+            return enc
+        except TypeError:           # unhashable callable
+            return fn
+
+    def _queue(self, fut: Future, submit: Callable[[int], None]) -> None:
+        """Register fut under a new seq and queue its task with submit(seq)."""
+        with self._shutdown_lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            seq = next(self._seq)
+            if isinstance(fut, _TaskFuture):
+                fut._seq = seq
+            self._futures[seq] = fut
+            try:
+                submit(seq)
+            except BrokenInterpreterPool:
+                del self._futures[seq]
+                raise self._broken_error() from None
+            except BaseException:
+                del self._futures[seq]
+                raise
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        """Schedule ``fn(*args, **kwargs)``; return a Future."""
+        if not callable(fn):
+            raise TypeError(f"submit() expects a callable, not {type(fn).__name__}")
+        fut = _TaskFuture(self, 0)
+        enc = self._encoded(fn)
+        self._queue(fut, lambda seq: self._core.submit(seq, enc, args, kwargs))
+        return fut
+
+    def _submit_chunk(self, fn: Callable[..., Any], items: list, star: bool) -> "_ChunkFuture":
+        fut = _ChunkFuture()
+        enc = self._encoded(fn)
+        self._queue(fut, lambda seq: self._core.submit_map(seq, enc, items, star))
+        return fut
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
+            chunksize: int | None = None, buffersize: int | None = None) -> Iterator[Any]:
+        """Like ``map(fn, *iterables)``, on the workers: results in order.
+
+        Lazy: items are taken from the iterables as results are consumed, at
+        most ``buffersize`` chunks ahead (default: 4 per worker), so an
+        endless or huge generator runs in bounded memory.  ``chunksize``
+        items go to a worker at once; by default it adapts so that a chunk
+        is about 2 ms of work.  ``timeout`` (seconds, from this call) bounds
+        the wait for each result (TimeoutError)."""
+        if not iterables:
+            raise TypeError("map() must have at least one iterable")
+        if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
+            raise ValueError("chunksize must be >= 1")
+        if buffersize is not None and (not isinstance(buffersize, int) or buffersize < 1):
+            raise ValueError("buffersize must be a positive int or None")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        star = len(iterables) > 1
+        items = zip(*iterables) if star else iter(iterables[0])
+        window = buffersize or self._max_workers * _WINDOW_PER_WORKER
+        known = None
+        if chunksize is None:
+            try:
+                known = min(len(it) for it in iterables)  # type: ignore[arg-type]
+            except TypeError:
+                known = None
+        planner = _ChunkPlanner(chunksize, known, self._max_workers)
+        pending: deque[_ChunkFuture] = deque()
+
+        def fill() -> None:
+            while len(pending) < window:
+                chunk = list(itertools.islice(items, planner.next_size()))
+                if not chunk:
+                    return
+                pending.append(self._submit_chunk(fn, chunk, star))
+
+        fill()                      # start the work now, as Executor.map does
+
+        def results() -> Iterator[Any]:
+            try:
+                while pending:
+                    fut = pending[0]
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    values, info = fut.result(remaining)
+                    pending.popleft()
+                    planner.observe(len(values) + (info is not None), fut.elapsed_ns)
+                    fill()
+                    yield from values
+                    if info is not None:
+                        raise _exception_from_info(info)
+            finally:
+                for fut in pending:
+                    fut.cancel()
+        return results()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Refuse new tasks; with ``cancel_futures`` cancel the queued ones;
+        with ``wait`` return when the workers have finished and exited."""
+        with self._shutdown_lock:
+            self._shutdown = True
+            self._core.shutdown(cancel_futures)
+        if wait:
+            self._core.join()
+            if threading.current_thread() is not self._collector:
+                self._collector.join()
+        _live_pools.discard(self)
+
+
+class _ChunkFuture(Future):
+    """The future of one chunk of map(): (results, exception info or None)."""
+    elapsed_ns = 0
+
+
+class _ChunkPlanner:
+    """Chooses map()'s chunk sizes: fixed when given; from the length when
+    known (about 8 chunks per worker, at most _MAX_CHUNK); otherwise
+    doubling from 1 until a chunk is about _CHUNK_TARGET_NS of work."""
+
+    def __init__(self, chunksize: int | None, known: int | None, workers: int) -> None:
+        self.fixed = chunksize
+        self.size = 1
+        if chunksize is None and known is not None:
+            self.fixed = max(1, min(_MAX_CHUNK, -(-known // (workers * 8))))
+
+    def next_size(self) -> int:
+        return self.fixed or self.size
+
+    def observe(self, n: int, elapsed_ns: int) -> None:
+        if self.fixed or n == 0:
+            return
+        per_item = max(elapsed_ns / n, 1.0)
+        want = int(_CHUNK_TARGET_NS / per_item)
+        self.size = max(1, min(_MAX_CHUNK, want, self.size * 2))
+
+
+# ---- pools alive at exit, and manygil.map ----------------------------------
+
+_live_pools: "weakref.WeakSet[InterpreterPoolExecutor]" = weakref.WeakSet()
+_default_pools: dict[int, InterpreterPoolExecutor] = {}
+_default_lock = threading.Lock()
+
+
+def _shutdown_all() -> None:
+    """At exit (before threads are joined): finish and close every pool."""
+    for pool in list(_live_pools):
+        pool.shutdown(wait=True)
+    _default_pools.clear()
+
+
+def map(fn: Callable[..., Any], iterable: Iterable[Any], *, workers: int | None = None,
+        chunksize: int | None = None) -> Iterator[Any]:
+    """``InterpreterPoolExecutor().map(fn, iterable)`` over a default pool
+    (one per worker count, created on first use, closed at exit)."""
+    n = workers or _default_workers()
+    with _default_lock:
+        pool = _default_pools.get(n)
+        if pool is None or pool._shutdown:
+            pool = _default_pools[n] = InterpreterPoolExecutor(n)
+    return pool.map(fn, iterable, chunksize=chunksize)
+
+
+if _core.get_current() == _core.get_main():
+    try:
+        threading._register_atexit(_shutdown_all)  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):
+        import atexit
+        atexit.register(_shutdown_all)

@@ -1,0 +1,524 @@
+/* pool.c -- manygil._core._Pool: worker threads, each running its own
+ * own-GIL interpreter, serving the task queue of src/core/pool.c.
+ *
+ * A worker is a native thread with no Python thread state.  It creates its
+ * interpreter itself (so N workers start in parallel, without the main
+ * GIL), installs the pool's sys.path, runs the initializer, then loops:
+ * release its GIL, take a task, run it, hand it back.  After
+ * max_tasks_per_worker tasks it ends its interpreter and makes a new one.
+ *
+ * The _Pool object (in the creating interpreter) submits encoded tasks and
+ * collects finished ones; turning them into futures is Python's job
+ * (manygil/_pool.py).
+ */
+#include "manygil.h"
+#include "py/compat.h"
+#include "py/codec.h"
+#include "py/errors.h"
+#include "py/interp.h"
+#include "py/state.h"
+#include "core/pool.h"
+#include "core/sync.h"
+
+/* What the workers share (process-global; no PyObject). */
+typedef struct {
+    mg__pool_t *q;              /* immutable */
+    int nworkers;               /* immutable */
+    pthread_t *threads;         /* immutable after start */
+    int nstarted;               /* immutable after start */
+    mg__buf_t path;             /* immutable: encoded sys.path */
+    mg__buf_t init;             /* immutable: encoded (fn, args), or empty */
+    int64_t max_tasks;          /* immutable; 0 = unlimited */
+    mg__mutex_t mu;
+    mg__buf_t broken_info;      /* guarded by mu: why the pool broke */
+    int joined;                 /* guarded by mu */
+    int refs;                   /* atomic */
+} workers_t;
+
+static void
+workers_decref(workers_t *w)
+{
+    if (__atomic_sub_fetch(&w->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    mg__pool_decref(w->q);
+    mg__buf_free(&w->path);
+    mg__buf_free(&w->init);
+    mg__buf_free(&w->broken_info);
+    pthread_mutex_destroy(&w->mu);
+    free(w->threads);
+    free(w);
+}
+
+/* Record why the pool broke (the first reason wins) and break it.  Runs in
+ * a worker's interpreter with an exception set, or with none (then
+ * `why` describes it). */
+static void
+break_pool(workers_t *w, const char *why)
+{
+    mg__buf_t info = MG__BUF_INIT;
+    if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_RuntimeError, why);
+    if (mg__capture_exception(&info) != 0)
+        mg__buf_free(&info);
+    mg__mutex_lock(&w->mu);
+    if (w->broken_info.len == 0)
+        mg__buf_move(&w->broken_info, &info);
+    mg__mutex_unlock(&w->mu);
+    mg__buf_free(&info);
+    mg__pool_set_broken(w->q);
+}
+
+/* ---- running tasks ----------------------------------------------------- */
+
+/* Call fn over items (fn(*item) when star), stopping at the first error.
+ * Returns (results, None) or (results so far, exception info). */
+static PyObject *
+run_map(PyObject *fn, PyObject *items, int star)
+{
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    PyObject *results = PyList_New(0);
+    if (results == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        PyObject *r = star ? PyObject_Call(fn, item, NULL) : PyObject_CallOneArg(fn, item);
+        if (r == NULL) {
+            mg__buf_t info = MG__BUF_INIT;
+            int rc = mg__capture_exception(&info);
+            PyObject *decoded = rc == 0 ? mg__decode(&info) : NULL;
+            mg__buf_free(&info);
+            if (decoded == NULL) {
+                Py_DECREF(results);
+                return rc == 0 ? NULL : PyErr_NoMemory();
+            }
+            return Py_BuildValue("(NN)", results, decoded);
+        }
+        int rc = PyList_Append(results, r);
+        Py_DECREF(r);
+        if (rc < 0) {
+            Py_DECREF(results);
+            return NULL;
+        }
+    }
+    return Py_BuildValue("(NO)", results, Py_None);
+}
+
+/* The task's callable: fn itself, or (bytes) a callable pickled by
+ * reference, loaded through the worker's cache.  New reference. */
+static PyObject *
+task_callable(PyObject *fn)
+{
+    if (!PyBytes_Check(fn))
+        return Py_NewRef(fn);
+    PyObject *load = mg__import_attr("manygil._pickle", "load_callable");
+    if (load == NULL)
+        return NULL;
+    PyObject *res = PyObject_CallOneArg(load, fn);
+    Py_DECREF(load);
+    return res;
+}
+
+/* Run t in this interpreter: status and result set, payload freed. */
+static void
+run_task(mg__task_t *t)
+{
+    int64_t start = mg__monotonic_ns();
+    PyObject *res = NULL;
+    PyObject *p = mg__decode(&t->payload);
+    mg__buf_free(&t->payload);
+    if (p == NULL)
+        goto raised;
+    if (t->kind == MG__TASK_CALL) {
+        PyObject *fn, *args, *kwargs;
+        if (!PyArg_ParseTuple(p, "OO!O:task", &fn, &PyTuple_Type, &args, &kwargs))
+            goto raised;
+        fn = task_callable(fn);
+        if (fn == NULL)
+            goto raised;
+        res = PyObject_Call(fn, args, kwargs == Py_None ? NULL : kwargs);
+        Py_DECREF(fn);
+    }
+    else {
+        PyObject *fn, *items;
+        int star;
+        if (!PyArg_ParseTuple(p, "OO!p:map task", &fn, &PyList_Type, &items, &star))
+            goto raised;
+        fn = task_callable(fn);
+        if (fn == NULL)
+            goto raised;
+        res = run_map(fn, items, star);
+        Py_DECREF(fn);
+    }
+    if (res == NULL || mg__encode(res, &t->result) < 0)
+        goto raised;
+    t->status = MG__TASK_OK;
+    goto done;
+raised:
+    mg__buf_clear(&t->result);
+    t->status = mg__capture_exception(&t->result) == 0 ? MG__TASK_RAISED : MG_ENOMEM;
+done:
+    Py_XDECREF(res);
+    Py_XDECREF(p);
+    t->elapsed_ns = mg__monotonic_ns() - start;
+}
+
+/* In a new worker interpreter: sys.path, then the initializer.  0 or -1
+ * with an exception. */
+static int
+prepare_worker(workers_t *w)
+{
+    if (mg__interp_bootstrap(&w->path) < 0)
+        return -1;
+    if (w->init.len == 0)
+        return 0;
+    PyObject *init = mg__decode(&w->init);
+    if (init == NULL)
+        return -1;
+    PyObject *fn, *args;
+    PyObject *res = NULL;
+    if (PyArg_ParseTuple(init, "OO!:initializer", &fn, &PyTuple_Type, &args))
+        res = PyObject_Call(fn, args, NULL);
+    Py_DECREF(init);
+    if (res == NULL)
+        return -1;
+    Py_DECREF(res);
+    return 0;
+}
+
+static void *
+worker_main(void *arg)
+{
+    workers_t *w = arg;
+    PyInterpreterConfig config = mg__isolated_config();
+    int again = 1;
+    while (again) {
+        again = 0;
+        PyThreadState *ts = NULL;
+        PyStatus status = Py_NewInterpreterFromConfig(&ts, &config);
+        if (PyStatus_Exception(status) || ts == NULL) {
+            /* No interpreter to report in: break the pool plainly. */
+            mg__pool_set_broken(w->q);
+            break;
+        }
+        if (prepare_worker(w) < 0) {
+            break_pool(w, "worker initialization failed");
+            Py_EndInterpreter(ts);
+            break;
+        }
+        int64_t served = 0;
+        for (;;) {
+            mg__task_t *t;
+            Py_BEGIN_ALLOW_THREADS
+            t = mg__pool_next_task(w->q);
+            Py_END_ALLOW_THREADS
+            if (t == NULL)
+                break;
+            run_task(t);
+            mg__pool_finish(w->q, t);
+            if (w->max_tasks > 0 && ++served >= w->max_tasks) {
+                again = 1;          /* recycle: a fresh interpreter */
+                break;
+            }
+        }
+        Py_EndInterpreter(ts);
+    }
+    workers_decref(w);
+    return NULL;
+}
+
+/* ---- the _Pool object -------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    workers_t *w;
+} pool_t;
+
+static void
+join_workers(workers_t *w)
+{
+    mg__mutex_lock(&w->mu);
+    int already = w->joined;
+    w->joined = 1;
+    mg__mutex_unlock(&w->mu);
+    if (already)
+        return;
+    for (int i = 0; i < w->nstarted; i++)
+        pthread_join(w->threads[i], NULL);
+}
+
+static PyObject *
+pool_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"workers", "initializer", "max_tasks", NULL};
+    int nworkers;
+    PyObject *init = Py_None;
+    long long max_tasks = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|OL:_Pool", kwlist, &nworkers, &init,
+                                     &max_tasks))
+        return NULL;
+    if (nworkers <= 0 || nworkers > 1024)
+        return PyErr_Format(PyExc_ValueError, "workers must be between 1 and 1024, not %d",
+                            nworkers);
+    if (max_tasks < 0)
+        return PyErr_Format(PyExc_ValueError, "max_tasks must be >= 0");
+    workers_t *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return PyErr_NoMemory();
+    w->refs = 1;
+    w->nworkers = nworkers;
+    w->max_tasks = max_tasks;
+    pthread_mutex_init(&w->mu, NULL);
+    pool_t *self = NULL;
+    w->threads = calloc((size_t)nworkers, sizeof *w->threads);
+    if (w->threads == NULL || mg__pool_new(&w->q) != 0) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    PyObject *syspath = PySys_GetObject("path");
+    if (syspath == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "sys.path is missing");
+        goto error;
+    }
+    if (mg__encode(syspath, &w->path) < 0)
+        goto error;
+    if (init != Py_None && mg__encode(init, &w->init) < 0)
+        goto error;
+    self = PyObject_New(pool_t, tp);
+    if (self == NULL)
+        goto error;
+    self->w = w;
+    for (int i = 0; i < nworkers; i++) {
+        __atomic_add_fetch(&w->refs, 1, __ATOMIC_RELAXED);
+        if (pthread_create(&w->threads[i], NULL, worker_main, w) != 0) {
+            __atomic_sub_fetch(&w->refs, 1, __ATOMIC_RELAXED);
+            break;
+        }
+        w->nstarted++;
+    }
+    if (w->nstarted == 0) {
+        PyErr_SetString(PyExc_RuntimeError, "could not start any worker thread");
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+error:
+    workers_decref(w);
+    return NULL;
+}
+
+static void
+pool_dealloc(PyObject *op)
+{
+    pool_t *self = (pool_t *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    if (self->w != NULL) {
+        /* Unreferenced pool: stop taking work; the workers finish what is
+         * queued, end their interpreters and exit on their own. */
+        mg__pool_shutdown(self->w->q, 0);
+        workers_decref(self->w);
+    }
+    PyObject_Free(op);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+submit_task(pool_t *self, uint64_t seq, int kind, PyObject *payload_obj)
+{
+    mg__buf_t payload = MG__BUF_INIT;
+    if (mg__encode(payload_obj, &payload) < 0) {
+        mg__buf_free(&payload);
+        return NULL;
+    }
+    mg__task_t *t = mg__task_new(seq, kind, &payload);
+    if (t == NULL) {
+        mg__buf_free(&payload);
+        return PyErr_NoMemory();
+    }
+    int rc = mg__pool_submit(self->w->q, t);
+    if (rc) {
+        mg__task_free(t);
+        return mg__raise(rc, "cannot submit");
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+pool_submit(PyObject *op, PyObject *args)
+{
+    unsigned long long seq;
+    PyObject *fn, *fargs, *kwargs;
+    if (!PyArg_ParseTuple(args, "KOO!O:submit", &seq, &fn, &PyTuple_Type, &fargs, &kwargs))
+        return NULL;
+    if (!PyCallable_Check(fn) && !PyBytes_Check(fn))
+        return PyErr_Format(PyExc_TypeError, "submit() expects a callable, not %.200s",
+                            Py_TYPE(fn)->tp_name);
+    if (kwargs != Py_None && (!PyDict_Check(kwargs) || PyDict_GET_SIZE(kwargs) == 0))
+        kwargs = Py_None;
+    PyObject *payload = PyTuple_Pack(3, fn, fargs, kwargs);
+    if (payload == NULL)
+        return NULL;
+    PyObject *res = submit_task((pool_t *)op, seq, MG__TASK_CALL, payload);
+    Py_DECREF(payload);
+    return res;
+}
+
+static PyObject *
+pool_submit_map(PyObject *op, PyObject *args)
+{
+    unsigned long long seq;
+    PyObject *fn, *items;
+    int star;
+    if (!PyArg_ParseTuple(args, "KOO!p:submit_map", &seq, &fn, &PyList_Type, &items, &star))
+        return NULL;
+    PyObject *payload = Py_BuildValue("(OOO)", fn, items, star ? Py_True : Py_False);
+    if (payload == NULL)
+        return NULL;
+    PyObject *res = submit_task((pool_t *)op, seq, MG__TASK_MAP, payload);
+    Py_DECREF(payload);
+    return res;
+}
+
+/* collect(timeout=None) -> [(seq, status, value, elapsed_ns)]: value is the
+ * result (OK), exception info (RAISED) or None (a negative MG_E* status). */
+static PyObject *
+pool_collect(PyObject *op, PyObject *args)
+{
+    pool_t *self = (pool_t *)op;
+    PyObject *timeout = Py_None;
+    if (!PyArg_ParseTuple(args, "|O:collect", &timeout))
+        return NULL;
+    int64_t deadline = -1;
+    if (timeout != Py_None) {
+        double secs = PyFloat_AsDouble(timeout);
+        if (secs == -1.0 && PyErr_Occurred())
+            return NULL;
+        deadline = secs <= 0 ? 0 : mg__monotonic_ns() + (int64_t)(secs * 1e9);
+    }
+    mg__task_t *done;
+    Py_BEGIN_ALLOW_THREADS
+    done = mg__pool_collect(self->w->q, deadline);
+    Py_END_ALLOW_THREADS
+    PyObject *list = PyList_New(0);
+    for (mg__task_t *t = done; list != NULL && t != NULL; t = t->next) {
+        PyObject *value;
+        if (t->status >= 0) {
+            value = mg__decode(&t->result);
+            if (value == NULL) {
+                /* The result cannot be rebuilt here: report it as raised. */
+                mg__buf_t info = MG__BUF_INIT;
+                value = mg__capture_exception(&info) == 0 ? mg__decode(&info) : NULL;
+                mg__buf_free(&info);
+                t->status = MG__TASK_RAISED;
+                if (value == NULL) {
+                    Py_CLEAR(list);
+                    break;
+                }
+            }
+        }
+        else {
+            value = Py_NewRef(Py_None);
+        }
+        PyObject *item = Py_BuildValue("(KiNL)", (unsigned long long)t->seq, t->status, value,
+                                       (long long)t->elapsed_ns);
+        if (item == NULL || PyList_Append(list, item) < 0)
+            Py_CLEAR(list);
+        Py_XDECREF(item);
+    }
+    mg__task_free_list(done);
+    return list;
+}
+
+static PyObject *
+pool_cancel(PyObject *op, PyObject *arg)
+{
+    unsigned long long seq = PyLong_AsUnsignedLongLong(arg);
+    if (seq == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    return PyBool_FromLong(mg__pool_cancel(((pool_t *)op)->w->q, seq));
+}
+
+static PyObject *
+pool_shutdown(PyObject *op, PyObject *arg)
+{
+    int cancel = PyObject_IsTrue(arg);
+    if (cancel < 0)
+        return NULL;
+    mg__pool_shutdown(((pool_t *)op)->w->q, cancel);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+pool_join(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    workers_t *w = ((pool_t *)op)->w;
+    Py_BEGIN_ALLOW_THREADS
+    join_workers(w);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+pool_stats(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    int64_t queued, running;
+    int shutdown, broken;
+    mg__pool_stats(((pool_t *)op)->w->q, &queued, &running, &shutdown, &broken);
+    return Py_BuildValue("{sLsLsOsO}", "queued", (long long)queued, "running",
+                         (long long)running, "shutdown", shutdown ? Py_True : Py_False,
+                         "broken", broken ? Py_True : Py_False);
+}
+
+static PyObject *
+pool_broken_info(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    workers_t *w = ((pool_t *)op)->w;
+    mg__mutex_lock(&w->mu);
+    PyObject *res = w->broken_info.len ? mg__decode(&w->broken_info) : Py_NewRef(Py_None);
+    mg__mutex_unlock(&w->mu);
+    return res;
+}
+
+static PyMethodDef pool_methods[] = {
+    {"submit", pool_submit, METH_VARARGS, "submit(seq, fn, args, kwargs)\n--\n\nQueue a call."},
+    {"submit_map", pool_submit_map, METH_VARARGS,
+     "submit_map(seq, fn, items, star)\n--\n\nQueue a chunk: fn over items."},
+    {"collect", pool_collect, METH_VARARGS,
+     "collect(timeout=None)\n--\n\nFinished tasks: [(seq, status, value, elapsed_ns)]; "
+     "[] when nothing more will finish (or on timeout)."},
+    {"cancel", pool_cancel, METH_O, "cancel(seq)\n--\n\nUnqueue a task not yet started."},
+    {"shutdown", pool_shutdown, METH_O,
+     "shutdown(cancel_pending)\n--\n\nRefuse new tasks; workers exit when the queue is empty."},
+    {"join", pool_join, METH_NOARGS, "join()\n--\n\nWait for the worker threads to exit."},
+    {"stats", pool_stats, METH_NOARGS, "stats()\n--\n\nQueue counters."},
+    {"broken_info", pool_broken_info, METH_NOARGS,
+     "broken_info()\n--\n\nException info of the failure that broke the pool, or None."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot pool_slots[] = {
+    {Py_tp_new, pool_new},
+    {Py_tp_dealloc, pool_dealloc},
+    {Py_tp_methods, pool_methods},
+    {Py_tp_doc, (void *)"_Pool(workers, initializer=None, max_tasks=0): the C side of "
+                        "InterpreterPoolExecutor."},
+    {0, NULL},
+};
+
+static PyType_Spec pool_spec = {
+    .name = "manygil._core._Pool",
+    .basicsize = sizeof(pool_t),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = pool_slots,
+};
+
+int
+mg__pool_type_add(PyObject *m, mg__state_t *st)
+{
+    st->pool_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &pool_spec, NULL);
+    if (st->pool_type == NULL)
+        return -1;
+    return PyModule_AddType(m, st->pool_type);
+}
