@@ -16,9 +16,7 @@ import atexit as _atexit
 from . import _core
 from ._api import Interpreter, create, get_current, get_main, is_shareable, list_all
 from ._core import Queue, RecvChannel, SendChannel, create_channel, create_queue
-from ._pool import InterpreterPoolExecutor, map
 from ._errors import (
-    BrokenInterpreterPool,
     ChannelClosedError,
     ChannelEmptyError,
     ChannelError,
@@ -82,3 +80,14 @@ def _close_all_at_exit() -> None:
 
 if _core.get_current() == _core.get_main():
     _atexit.register(_close_all_at_exit)
+
+_POOL_NAMES = ("InterpreterPoolExecutor", "BrokenInterpreterPool", "map")
+
+
+def __getattr__(name: str):
+    # The pool (and concurrent.futures) load on first use: interpreters that
+    # only run tasks never pay for them.
+    if name in _POOL_NAMES:
+        from . import _pool
+        return getattr(_pool, name)
+    raise AttributeError(f"module 'manygil' has no attribute {name!r}")

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
 from . import _core, _pickle
 from ._errors import InterpreterError, InterpreterNotFoundError
+
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 __all__ = ["Interpreter", "create", "list_all", "get_current", "get_main", "is_shareable"]
 

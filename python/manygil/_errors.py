@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import queue as _queue
-from concurrent.futures import BrokenExecutor as _BrokenExecutor
 
 __all__ = [
     "ChannelError",
@@ -13,7 +12,6 @@ __all__ = [
     "ChannelTimeoutError",
     "QueueEmpty",
     "QueueFull",
-    "BrokenInterpreterPool",
     "InterpreterError",
     "InterpreterNotFoundError",
     "ExecutionFailed",
@@ -65,11 +63,6 @@ class QueueEmpty(_queue.Empty):
 
 class QueueFull(_queue.Full):
     """put() on a full queue (without waiting, or after its timeout)."""
-
-
-class BrokenInterpreterPool(_BrokenExecutor):
-    """A worker of an InterpreterPoolExecutor failed to start (its
-    initializer raised): pending and later tasks fail with this."""
 
 
 class ExceptionType:

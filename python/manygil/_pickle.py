@@ -15,12 +15,12 @@ between interpreters of one process:
 """
 from __future__ import annotations
 
+import _pickle
 import builtins
 import importlib
 import io
 import marshal
 import os
-import pickle
 import sys
 import types
 
@@ -46,7 +46,7 @@ def dumps(obj: object) -> bytes:
 
 
 def loads(data: bytes) -> object:
-    return pickle.loads(data)
+    return _pickle.loads(data)
 
 
 def crosses_by_reference(fn: object) -> bool:
@@ -61,19 +61,6 @@ def crosses_by_reference(fn: object) -> bool:
         return False
     return _lookup(module, fn.__qualname__) is fn
 
-
-_callables: dict[bytes, object] = {}
-
-
-def load_callable(data: bytes) -> object:
-    """In a worker: the callable pickled by reference in data (cached)."""
-    fn = _callables.get(data)
-    if fn is None:
-        fn = pickle.loads(data)
-        if len(_callables) >= 256:
-            _callables.clear()
-        _callables[data] = fn
-    return fn
 
 
 def _type_name(obj: object) -> str:
@@ -92,8 +79,9 @@ def _pickler_base() -> type:
     if sys.version_info < (3, 13):
         from . import _core
         if _core.get_current() != _core.get_main():
+            import pickle
             return pickle._Pickler  # type: ignore[attr-defined]
-    return pickle.Pickler
+    return _pickle.Pickler
 
 
 class _Pickler(_pickler_base()):  # type: ignore[misc]

@@ -14,12 +14,14 @@ import threading
 import time
 import weakref
 from collections import deque
-from concurrent.futures import Executor, Future, InvalidStateError
-from typing import Any, Callable, Iterable, Iterator
+from concurrent.futures import BrokenExecutor, Executor, Future, InvalidStateError
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
 from . import _core, _pickle
-from ._errors import (BrokenInterpreterPool, ExceptionInfo, ExceptionType,
-                      ExecutionFailed)
+from ._errors import ExceptionInfo, ExceptionType, ExecutionFailed
+
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Iterator
 
 __all__ = ["InterpreterPoolExecutor", "BrokenInterpreterPool", "map"]
 
@@ -31,6 +33,11 @@ _BROKEN = -19                     # MG_EBROKEN
 _CHUNK_TARGET_NS = 2_000_000
 _MAX_CHUNK = 1024
 _WINDOW_PER_WORKER = 4
+
+
+class BrokenInterpreterPool(BrokenExecutor):
+    """A worker of an InterpreterPoolExecutor failed to start (its
+    initializer raised): pending and later tasks fail with this."""
 
 
 class _RemoteTraceback(Exception):
@@ -324,7 +331,7 @@ class _ChunkPlanner:
 
 # ---- pools alive at exit, and manygil.map ----------------------------------
 
-_live_pools: "weakref.WeakSet[InterpreterPoolExecutor]" = weakref.WeakSet()
+_live_pools: weakref.WeakSet = weakref.WeakSet()
 _default_pools: dict[int, InterpreterPoolExecutor] = {}
 _default_lock = threading.Lock()
 

@@ -165,6 +165,15 @@ mg__channel_find(int64_t cid, mg__channel_t **out)
     return 0;
 }
 
+int
+mg__channel_existed(int64_t cid)
+{
+    mg__mutex_lock(&table.mutex);
+    int existed = cid > 0 && cid < table.next_id;
+    mg__mutex_unlock(&table.mutex);
+    return existed;
+}
+
 /* ---- closing ----------------------------------------------------------- */
 
 /* Close `ends` (mu held).  Items dropped by closing the receive end are

@@ -35,6 +35,9 @@ int mg__channel_create(int64_t maxsize, int flags, mg__channel_t **out);
 /* Look up channel `cid`; *out gets a reference.  0 or MG_ECHNOTFOUND. */
 int mg__channel_find(int64_t cid, mg__channel_t **out);
 
+/* 1 if a channel with id `cid` was ever created (it may be gone now). */
+int mg__channel_existed(int64_t cid);
+
 void mg__channel_incref(mg__channel_t *ch);
 void mg__channel_decref(mg__channel_t *ch);
 

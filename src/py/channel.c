@@ -130,7 +130,8 @@ do_send(mg__channel_t *ch, int64_t id, PyObject *obj, int64_t timeout_ns, int co
     if (rc == -1)
         return NULL;
     if (rc)
-        return mg__raise_in(context, rc, "channel end %lld", (long long)id);
+        return mg__raise_in(context, rc, context == MG__CTX_DEFAULT ? "channel end %lld"
+                                                                    : "queue %lld", (long long)id);
     Py_RETURN_NONE;
 }
 
@@ -146,7 +147,8 @@ do_recv(mg__channel_t *ch, int64_t id, int64_t timeout_ns, PyObject *dflt, int c
     if (rc == MG_EEMPTY && dflt != NULL)
         return Py_NewRef(dflt);
     if (rc)
-        return mg__raise_in(context, rc, "channel end %lld", (long long)id);
+        return mg__raise_in(context, rc, context == MG__CTX_DEFAULT ? "channel end %lld"
+                                                                    : "queue %lld", (long long)id);
     PyObject *res = mg__decode(&buf);
     mg__buf_free(&buf);
     return res;
@@ -665,6 +667,17 @@ fn_channel_close(PyObject *mod, PyObject *arg)
     (void)mod;
     mg__channel_t *ch;
     int end;
+    if (PyLong_Check(arg)) {
+        /* Closing a channel that was closed on both sides (and so left the
+         * id table) again is harmless; an id that never existed is not. */
+        long long id = PyLong_AsLongLong(arg);
+        if (id == -1 && PyErr_Occurred())
+            return NULL;
+        if (id >= 0 && mg__channel_find(id / 2, &ch) == 0)
+            mg__channel_decref(ch);
+        else if (id >= 0 && mg__channel_existed(id / 2))
+            Py_RETURN_NONE;
+    }
     if (resolve_id(arg, 0, &ch, &end) < 0)
         return NULL;
     mg__channel_close(ch, end);

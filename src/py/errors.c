@@ -50,8 +50,7 @@ error_class(int context, int err, PyObject **builtin)
         name = "ChannelTimeoutError";
         break;
     case MG_EBROKEN:
-        name = "BrokenInterpreterPool";
-        break;
+        return mg__import_attr("manygil._pool", "BrokenInterpreterPool");
     case MG_EINVAL:
     case MG_ECORRUPT:
     case MG_EWRONGEND:

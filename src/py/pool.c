@@ -104,23 +104,35 @@ run_map(PyObject *fn, PyObject *items, int star)
 }
 
 /* The task's callable: fn itself, or (bytes) a callable pickled by
- * reference, loaded through the worker's cache.  New reference. */
+ * reference, loaded with the C unpickler through the worker's cache (a
+ * dict of the worker's interpreter).  New reference. */
 static PyObject *
-task_callable(PyObject *fn)
+task_callable(PyObject *fn, PyObject *cache)
 {
     if (!PyBytes_Check(fn))
         return Py_NewRef(fn);
-    PyObject *load = mg__import_attr("manygil._pickle", "load_callable");
-    if (load == NULL)
+    PyObject *res = PyDict_GetItemWithError(cache, fn);
+    if (res != NULL)
+        return Py_NewRef(res);
+    if (PyErr_Occurred())
         return NULL;
-    PyObject *res = PyObject_CallOneArg(load, fn);
-    Py_DECREF(load);
+    PyObject *loads = mg__import_attr("_pickle", "loads");
+    if (loads == NULL)
+        return NULL;
+    res = PyObject_CallOneArg(loads, fn);
+    Py_DECREF(loads);
+    if (res == NULL)
+        return NULL;
+    if (PyDict_GET_SIZE(cache) >= 256)
+        PyDict_Clear(cache);
+    if (PyDict_SetItem(cache, fn, res) < 0)
+        Py_CLEAR(res);
     return res;
 }
 
 /* Run t in this interpreter: status and result set, payload freed. */
 static void
-run_task(mg__task_t *t)
+run_task(mg__task_t *t, PyObject *cache)
 {
     int64_t start = mg__monotonic_ns();
     PyObject *res = NULL;
@@ -132,7 +144,7 @@ run_task(mg__task_t *t)
         PyObject *fn, *args, *kwargs;
         if (!PyArg_ParseTuple(p, "OO!O:task", &fn, &PyTuple_Type, &args, &kwargs))
             goto raised;
-        fn = task_callable(fn);
+        fn = task_callable(fn, cache);
         if (fn == NULL)
             goto raised;
         res = PyObject_Call(fn, args, kwargs == Py_None ? NULL : kwargs);
@@ -143,7 +155,7 @@ run_task(mg__task_t *t)
         int star;
         if (!PyArg_ParseTuple(p, "OO!p:map task", &fn, &PyList_Type, &items, &star))
             goto raised;
-        fn = task_callable(fn);
+        fn = task_callable(fn, cache);
         if (fn == NULL)
             goto raised;
         res = run_map(fn, items, star);
@@ -205,6 +217,12 @@ worker_main(void *arg)
             Py_EndInterpreter(ts);
             break;
         }
+        PyObject *cache = PyDict_New();
+        if (cache == NULL) {
+            break_pool(w, "out of memory");
+            Py_EndInterpreter(ts);
+            break;
+        }
         int64_t served = 0;
         for (;;) {
             mg__task_t *t;
@@ -213,13 +231,14 @@ worker_main(void *arg)
             Py_END_ALLOW_THREADS
             if (t == NULL)
                 break;
-            run_task(t);
+            run_task(t, cache);
             mg__pool_finish(w->q, t);
             if (w->max_tasks > 0 && ++served >= w->max_tasks) {
                 again = 1;          /* recycle: a fresh interpreter */
                 break;
             }
         }
+        Py_DECREF(cache);
         Py_EndInterpreter(ts);
     }
     workers_decref(w);
@@ -312,9 +331,13 @@ pool_dealloc(PyObject *op)
     pool_t *self = (pool_t *)op;
     PyTypeObject *tp = Py_TYPE(op);
     if (self->w != NULL) {
-        /* Unreferenced pool: stop taking work; the workers finish what is
-         * queued, end their interpreters and exit on their own. */
+        /* Unreferenced pool: stop taking work and wait (without the GIL)
+         * for the workers to finish what is queued and end their
+         * interpreters, so that none outlives the pool unseen. */
         mg__pool_shutdown(self->w->q, 0);
+        Py_BEGIN_ALLOW_THREADS
+        join_workers(self->w);
+        Py_END_ALLOW_THREADS
         workers_decref(self->w);
     }
     PyObject_Free(op);
