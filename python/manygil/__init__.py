@@ -15,7 +15,7 @@ import atexit as _atexit
 
 from . import _core
 from ._api import Interpreter, create, get_current, get_main, is_shareable, list_all
-from ._core import Queue, RecvChannel, SendChannel, create_channel, create_queue
+from ._core import Queue, RecvChannel, SendChannel, SharedBuffer, create_channel, create_queue
 from ._errors import (
     ChannelClosedError,
     ChannelEmptyError,
@@ -44,6 +44,7 @@ __all__ = [
     "InterpreterNotFoundError",
     "ExecutionFailed",
     "NotShareableError",
+    "SharedBuffer",
     "create_channel",
     "create_queue",
     "SendChannel",

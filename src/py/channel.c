@@ -236,7 +236,7 @@ static PyGetSetDef handle_getset[] = {
 };
 
 int
-mg__handle_encode(PyObject *obj, mg__buf_t *b, int tag)
+mg__channel_handle_encode(PyObject *obj, mg__buf_t *b, int tag)
 {
     if (Py_TYPE(obj)->tp_dealloc != handle_dealloc)
         return 0;
@@ -252,29 +252,12 @@ mg__handle_encode(PyObject *obj, mg__buf_t *b, int tag)
         PyErr_NoMemory();
         return -1;
     }
-    unsigned char tmp[11];
-    size_t n = 0;
-    tmp[n++] = (unsigned char)tag;
-    uint64_t v = index;
-    do {
-        unsigned char byte = v & 0x7f;
-        v >>= 7;
-        tmp[n++] = byte | (v ? 0x80 : 0);
-    } while (v);
-    if (mg__buf_put(b, tmp, n) < 0) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    return 1;
+    return mg__put_ref_index(b, tag, index) < 0 ? -1 : 1;
 }
 
 PyObject *
-mg__handle_decode(const mg__bufref_t *ref)
+mg__channel_handle_decode(const mg__bufref_t *ref)
 {
-    if (ref->release != mg__channel_release_transit) {
-        PyErr_SetString(PyExc_ValueError, "malformed manygil encoding: not a channel reference");
-        return NULL;
-    }
     mg__state_t *st = mg__state_current();
     if (st == NULL)
         return NULL;

@@ -6,6 +6,8 @@
  */
 #include "manygil.h"
 #include "py/codec.h"
+#include "core/channel.h"
+#include "core/shbuf.h"
 
 enum {
     T_NONE = 'N', T_TRUE = 'T', T_FALSE = 'F',
@@ -48,6 +50,16 @@ put_varint(mg__buf_t *b, uint64_t v)
         tmp[n++] = byte | (v ? 0x80 : 0);
     } while (v);
     return mg__buf_put(b, tmp, n);
+}
+
+int
+mg__put_ref_index(mg__buf_t *b, int tag, size_t index)
+{
+    if (mg__buf_put_u8(b, (unsigned char)tag) < 0 || put_varint(b, index) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
 }
 
 static int
@@ -248,7 +260,9 @@ enc(mg__buf_t *b, PyObject *o, int depth)
         CHECK_BUF(mg__buf_put(b, &c.imag, sizeof c.imag));
     }
     else {
-        int rc = mg__handle_encode(o, b, T_HANDLE);
+        int rc = mg__channel_handle_encode(o, b, T_HANDLE);
+        if (rc == 0)
+            rc = mg__shbuf_encode(o, b, T_HANDLE);
         if (rc != 0)
             return rc < 0 ? -1 : 0;
         return enc_pickle(b, o);
@@ -475,7 +489,12 @@ dec(dec_t *d, int depth)
             return NULL;
         if (i >= d->nrefs)
             return corrupt("handle without a reference");
-        return mg__handle_decode(&d->refs[i]);
+        const mg__bufref_t *ref = &d->refs[i];
+        if (ref->release == mg__channel_release_transit)
+            return mg__channel_handle_decode(ref);
+        if (ref->release == mg__shbuf_release_ref)
+            return mg__shbuf_decode(ref);
+        return corrupt("unknown kind of reference");
     }
     default:
         return corrupt("unknown tag");

@@ -30,13 +30,19 @@ PyObject *mg__decode(const mg__buf_t *b);
 /* mg__decode of plain bytes. */
 PyObject *mg__decode_bytes(const unsigned char *data, size_t len);
 
-/* Hooks the codec uses for manygil's own handle objects (channel.c).
- * mg__handle_encode: 1 if obj is a handle (written to b, with a reference
- * recorded in b), 0 if it is not one, -1 on error.  mg__handle_decode: a
- * new handle in the current interpreter for reference `ref` of an
- * encoding (its release function identifies the kind). */
-int mg__handle_encode(PyObject *obj, mg__buf_t *b, int tag);
-PyObject *mg__handle_decode(const mg__bufref_t *ref);
+/* Hooks the codec uses for manygil's own handle objects: channel ends and
+ * queues (channel.c), shared buffers (shbuf.c).  *_encode: 1 if obj is
+ * such a handle (written to b as `tag` + the index of a reference recorded
+ * in b), 0 if it is not one, -1 on error.  *_decode: a new handle in the
+ * current interpreter for reference `ref` of an encoding. */
+int mg__channel_handle_encode(PyObject *obj, mg__buf_t *b, int tag);
+PyObject *mg__channel_handle_decode(const mg__bufref_t *ref);
+int mg__shbuf_encode(PyObject *obj, mg__buf_t *b, int tag);
+PyObject *mg__shbuf_decode(const mg__bufref_t *ref);
+
+/* Write `tag` and the varint `index` (a reference's index) to b.  0, or -1
+ * with MemoryError. */
+int mg__put_ref_index(mg__buf_t *b, int tag, size_t index);
 
 /* getattr(import(module), name): a new reference or NULL with an exception. */
 PyObject *mg__import_attr(const char *module, const char *name);

@@ -501,6 +501,7 @@ core_traverse(PyObject *mod, visitproc visit, void *arg)
     Py_VISIT(st->recv_type);
     Py_VISIT(st->queue_type);
     Py_VISIT(st->pool_type);
+    Py_VISIT(st->shbuf_type);
     return 0;
 }
 
@@ -512,6 +513,7 @@ core_clear(PyObject *mod)
     Py_CLEAR(st->recv_type);
     Py_CLEAR(st->queue_type);
     Py_CLEAR(st->pool_type);
+    Py_CLEAR(st->shbuf_type);
     return 0;
 }
 
@@ -531,6 +533,7 @@ core_exec_module(PyObject *mod)
     }
     if (mg__channel_types_add(mod, PyModule_GetState(mod)) < 0
             || mg__pool_type_add(mod, PyModule_GetState(mod)) < 0
+            || mg__shbuf_type_add(mod, PyModule_GetState(mod)) < 0
             || PyModule_AddFunctions(mod, mg__channel_functions) < 0)
         return -1;
     if (PyModule_AddIntConstant(mod, "CODEC_MAX_DEPTH", MG__CODEC_MAX_DEPTH) < 0)

@@ -9,6 +9,7 @@ typedef struct {
     PyTypeObject *recv_type;        /* RecvChannel */
     PyTypeObject *queue_type;       /* Queue */
     PyTypeObject *pool_type;        /* _Pool */
+    PyTypeObject *shbuf_type;       /* SharedBuffer */
 } mg__state_t;
 
 extern PyModuleDef mg__core_module;
@@ -22,6 +23,9 @@ int mg__channel_types_add(PyObject *m, mg__state_t *st);
 
 /* Create the _Pool type into st and add it to module m.  0 or -1. */
 int mg__pool_type_add(PyObject *m, mg__state_t *st);
+
+/* Create the SharedBuffer type into st and add it to module m.  0 or -1. */
+int mg__shbuf_type_add(PyObject *m, mg__state_t *st);
 
 /* The module-level functions of the channel layer (NULL-terminated). */
 extern PyMethodDef mg__channel_functions[];
