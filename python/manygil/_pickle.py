@@ -29,11 +29,27 @@ from ._errors import NotShareableError
 _MAIN_NAMES = ("__main__", "__mp_main__")
 
 
-def dumps(obj: object) -> bytes:
-    """Pickle obj for another interpreter; NotShareableError if it cannot."""
+# Out-of-band buffers (pickle protocol 5) at least this big travel in shared
+# memory: copied once here, used in place by the receiving side.
+OOB_MIN = 64 * 1024
+
+
+def dumps(obj: object) -> bytes | tuple[bytes, list]:
+    """Pickle obj for another interpreter; NotShareableError if it cannot.
+
+    Returns the pickle, or (pickle, [PickleBuffer, ...]) when obj exports
+    big out-of-band buffers: the C codec moves those to shared memory."""
     buf = io.BytesIO()
+    oob: list = []
+
+    def keep_big_buffers_out_of_band(pb: object) -> bool:
+        if pb.raw().nbytes < OOB_MIN:       # type: ignore[attr-defined]
+            return True                     # small: in-band
+        oob.append(pb)
+        return False
+
     try:
-        _Pickler(buf, protocol=5).dump(obj)
+        _Pickler(buf, 5, True, keep_big_buffers_out_of_band).dump(obj)
     except NotShareableError:
         raise
     except RecursionError:
@@ -42,11 +58,16 @@ def dumps(obj: object) -> bytes:
             "(or is a very long chain of references)") from None
     except Exception as exc:
         raise NotShareableError(f"cannot share {_type_name(obj)} object: {exc}") from exc
-    return buf.getvalue()
+    return (buf.getvalue(), oob) if oob else buf.getvalue()
 
 
-def loads(data: bytes) -> object:
-    return _pickle.loads(data)
+def loads(data: bytes, buffers: list | None = None) -> object:
+    if not buffers:
+        return _pickle.loads(data)
+    if _KEYWORDS_UNSAFE and _in_subinterpreter():
+        import pickle
+        return pickle._loads(data, buffers=buffers)  # type: ignore[attr-defined]
+    return _pickle.loads(data, buffers=buffers)
 
 
 def crosses_by_reference(fn: object) -> bool:
@@ -70,21 +91,21 @@ def _type_name(obj: object) -> str:
     return repr(name)
 
 
-def _pickler_base() -> type:
-    """The C pickler, except in subinterpreters on CPython 3.12: there a
-    subclass of the C pickler with reducer_override corrupts the heap when
-    the interpreter is finalized (seen on 3.12.1: 'free(): invalid pointer'
-    at exit), so 3.12 subinterpreters use the pure-Python pickler, which
-    behaves the same, more slowly."""
-    if sys.version_info < (3, 13):
-        from . import _core
-        if _core.get_current() != _core.get_main():
-            import pickle
-            return pickle._Pickler  # type: ignore[attr-defined]
-    return _pickle.Pickler
+# CPython 3.12: calling a C function with keyword arguments inside a
+# subinterpreter can corrupt the heap when that interpreter is finalized
+# (seen on 3.12.1 with pickle's `protocol=`, `buffer_callback=` and
+# `buffers=`: 'free(): invalid pointer' at exit).  So the C pickler is always
+# called positionally, and unpickling with out-of-band buffers in a 3.12
+# subinterpreter (keyword-only in C) uses the pure-Python unpickler.
+_KEYWORDS_UNSAFE = sys.version_info < (3, 13)
 
 
-class _Pickler(_pickler_base()):  # type: ignore[misc]
+def _in_subinterpreter() -> bool:
+    from . import _core
+    return _core.get_current() != _core.get_main()
+
+
+class _Pickler(_pickle.Pickler):
     def reducer_override(self, obj):
         if isinstance(obj, types.FunctionType):
             return _reduce_function(obj)

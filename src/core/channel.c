@@ -21,6 +21,15 @@ typedef struct {
 
 #define NBUCKETS 1024
 
+/* How long a receiver spins (without the lock) for an item before it
+ * sleeps on the condition variable: adaptive per channel, between these
+ * bounds.  On a VM a sleeping CPU takes 5-100 us to wake; in a request /
+ * response exchange the reply usually comes sooner.  A spin that succeeds
+ * keeps its budget (up to the max); one that fails halves it. */
+#define SPIN_MIN_NS (2 * 1000)
+#define SPIN_MAX_NS (40 * 1000)
+
+
 struct mg__channel {
     int64_t id;                 /* immutable */
     int64_t maxsize;            /* immutable; 0 = unbounded */
@@ -35,6 +44,7 @@ struct mg__channel {
     int64_t nsend, nrecv;       /* guarded by mu: handle totals */
     mg__holder_t *holders;      /* guarded by mu */
     size_t nholders, capholders;        /* guarded by mu */
+    int64_t spin_ns;            /* atomic: the receivers' spin budget */
     int refs;                   /* atomic */
     int in_table;               /* guarded by table.mutex */
     struct mg__channel *next_in_bucket; /* guarded by table.mutex */
@@ -137,6 +147,7 @@ mg__channel_create(int64_t maxsize, int flags, mg__channel_t **out)
     ch->is_queue = (flags & MG__CHANNEL_QUEUE) != 0;
     ch->pinned = (flags & MG__CHANNEL_PINNED) ? MG__END_BOTH : 0;
     ch->refs = 2;                   /* the table's and the caller's */
+    ch->spin_ns = SPIN_MAX_NS / 2;
     mg__mutex_lock(&table.mutex);
     ch->id = table.next_id++;
     ch->in_table = 1;
@@ -338,38 +349,30 @@ mg__channels_drop_interp(int64_t interp)
 
 /* ---- send and receive -------------------------------------------------- */
 
-/* How long a receiver spins (without the lock) for an item before it
- * sleeps on the condition variable.  On a VM a sleeping CPU takes 5-100 us
- * to wake; a reply in a request/response exchange usually comes sooner. */
-#define SPIN_NS (30 * 1000)
-
-static inline void
-cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
-/* Spin until ch has an item or is closed, or SPIN_NS (or the deadline)
+/* Spin until ch has an item or is closed, or the budget (or the deadline)
  * passes.  Called without the lock. */
 static void
 spin_for_item(mg__channel_t *ch, int64_t deadline_ns)
 {
-    int64_t until = mg__monotonic_ns() + SPIN_NS;
+    int64_t budget = __atomic_load_n(&ch->spin_ns, __ATOMIC_RELAXED);
+    int64_t start = mg__monotonic_ns(), until = start + budget;
     if (deadline_ns > 0 && deadline_ns < until)
         until = deadline_ns;
     for (unsigned i = 1;; i++) {
         if (__atomic_load_n(&ch->count, __ATOMIC_ACQUIRE) > 0
                 || __atomic_load_n(&ch->send_closed, __ATOMIC_ACQUIRE)
-                || __atomic_load_n(&ch->recv_closed, __ATOMIC_ACQUIRE))
+                || __atomic_load_n(&ch->recv_closed, __ATOMIC_ACQUIRE)) {
+            int64_t grown = budget + (budget >> 1);
+            __atomic_store_n(&ch->spin_ns, grown > SPIN_MAX_NS ? SPIN_MAX_NS : grown,
+                             __ATOMIC_RELAXED);
             return;
-        cpu_relax();
-        if ((i & 63) == 0 && mg__monotonic_ns() >= until)
-            return;
+        }
+        mg__spin_step(i);
+        if ((i & 15) == 0 && mg__monotonic_ns() >= until)
+            break;
     }
+    int64_t shrunk = budget >> 1;
+    __atomic_store_n(&ch->spin_ns, shrunk < SPIN_MIN_NS ? SPIN_MIN_NS : shrunk, __ATOMIC_RELAXED);
 }
 
 /* Block on c until signalled or the deadline (mu held); registers w in the

@@ -151,16 +151,6 @@ mg__pool_submit(mg__pool_t *p, mg__task_t *t)
     return rc;
 }
 
-static inline void
-cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 mg__task_t *
 mg__pool_next_task(mg__pool_t *p)
 {
@@ -171,8 +161,8 @@ mg__pool_next_task(mg__pool_t *p)
                 || __atomic_load_n(&p->shutdown, __ATOMIC_ACQUIRE)
                 || __atomic_load_n(&p->broken, __ATOMIC_ACQUIRE))
             break;
-        cpu_relax();
-        if ((i & 63) == 0 && mg__monotonic_ns() >= until)
+        mg__spin_step(i);
+        if ((i & 15) == 0 && mg__monotonic_ns() >= until)
             break;
     }
     mg__task_t *t = NULL;

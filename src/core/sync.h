@@ -6,6 +6,7 @@
 #define MG_CORE_SYNC_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <time.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -52,6 +53,23 @@ mg__cond_timedwait(mg__cond_t *c, mg__mutex_t *m, int64_t deadline_ns)
 }
 
 static inline void mg__cond_signal(mg__cond_t *c) { pthread_cond_signal(c); }
+
+/* One step of a spin-wait.  Every 8th step yields the CPU, so that when the
+ * thread we wait for shares our CPU it runs now instead of after our spin
+ * budget (a same-CPU ping-pong would otherwise cost two full budgets). */
+static inline void
+mg__spin_step(unsigned i)
+{
+    if ((i & 7) == 0) {
+        sched_yield();
+        return;
+    }
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 /* Monotonic time in nanoseconds. */
 static inline int64_t

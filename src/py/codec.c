@@ -22,6 +22,7 @@ enum {
     T_DICT = 'd',       /* varint n, n (key, value) pairs */
     T_PICKLE = 'P',     /* varint n, n bytes of pickle protocol 5 */
     T_HANDLE = 'H',     /* varint i: the i-th reference of the encoding */
+    T_PICKLE_OOB = 'Q', /* varint k, k x (varint ref index), then as T_PICKLE */
 };
 
 PyObject *
@@ -75,28 +76,80 @@ put_tag_len(mg__buf_t *b, int tag, uint64_t n)
 
 static int enc(mg__buf_t *b, PyObject *o, int depth);
 
+/* Copy an out-of-band pickle buffer into a new shared block recorded as a
+ * reference of b (the one copy it makes); write its index.  0 or -1. */
+static int
+enc_oob_buffer(mg__buf_t *b, PyObject *pb)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(pb, &view, PyBUF_FULL_RO) < 0)
+        return -1;
+    mg__shbuf_t *sb;
+    int rc = -1;
+    if (mg__shbuf_new((size_t)view.len, &sb) != 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int copied;
+    Py_BEGIN_ALLOW_THREADS
+    copied = PyBuffer_ToContiguous(sb->data, &view, view.len, 'C');
+    Py_END_ALLOW_THREADS
+    size_t index = b->nrefs;
+    if (copied < 0 || mg__buf_add_ref(b, mg__shbuf_release_ref, sb, view.readonly) < 0) {
+        mg__shbuf_decref(sb);
+        if (copied == 0)
+            PyErr_NoMemory();
+        goto done;
+    }
+    if (put_varint(b, index) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    rc = 0;
+done:
+    PyBuffer_Release(&view);
+    return rc;
+}
+
 static int
 enc_pickle(mg__buf_t *b, PyObject *o)
 {
     PyObject *dumps = mg__import_attr("manygil._pickle", "dumps");
     if (dumps == NULL)
         return -1;
-    PyObject *data = PyObject_CallOneArg(dumps, o);
+    PyObject *res = PyObject_CallOneArg(dumps, o);
     Py_DECREF(dumps);
-    if (data == NULL)
+    if (res == NULL)
         return -1;
-    if (!PyBytes_Check(data)) {
-        Py_DECREF(data);
-        PyErr_SetString(PyExc_TypeError, "manygil._pickle.dumps must return bytes");
-        return -1;
+    PyObject *data = res, *oob = NULL;
+    int rc = -1;
+    if (PyTuple_Check(res) && PyTuple_GET_SIZE(res) == 2) {
+        data = PyTuple_GET_ITEM(res, 0);
+        oob = PyTuple_GET_ITEM(res, 1);
+    }
+    if (!PyBytes_Check(data) || (oob != NULL && !PyList_Check(oob))) {
+        PyErr_SetString(PyExc_TypeError, "manygil._pickle.dumps returned a bad value");
+        goto done;
+    }
+    if (oob != NULL) {
+        Py_ssize_t k = PyList_GET_SIZE(oob);
+        if (put_tag_len(b, T_PICKLE_OOB, (uint64_t)k) < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < k; i++)
+            if (enc_oob_buffer(b, PyList_GET_ITEM(oob, i)) < 0)
+                goto done;
     }
     Py_ssize_t n = PyBytes_GET_SIZE(data);
-    int rc = put_tag_len(b, T_PICKLE, (uint64_t)n);
-    if (rc == 0)
-        rc = mg__buf_put(b, PyBytes_AS_STRING(data), (size_t)n);
-    Py_DECREF(data);
-    CHECK_BUF(rc);
-    return 0;
+    if (put_tag_len(b, T_PICKLE, (uint64_t)n) < 0 || mg__buf_put(b, PyBytes_AS_STRING(data), (size_t)n) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    rc = 0;
+done:
+    Py_DECREF(res);
+    return rc;
 }
 
 static int
@@ -339,16 +392,58 @@ get_len(dec_t *d, size_t unit, Py_ssize_t *n)
 
 static PyObject *dec(dec_t *d, int depth);
 
+/* Unpickle n bytes at p; `buffers` (a list, or NULL) are its out-of-band
+ * buffers. */
 static PyObject *
-dec_pickle(const unsigned char *p, Py_ssize_t n)
+dec_pickle(const unsigned char *p, Py_ssize_t n, PyObject *buffers)
 {
     PyObject *loads = mg__import_attr("manygil._pickle", "loads");
     if (loads == NULL)
         return NULL;
     PyObject *data = PyBytes_FromStringAndSize((const char *)p, n);
-    PyObject *res = data ? PyObject_CallOneArg(loads, data) : NULL;
+    PyObject *res = NULL;
+    if (data != NULL)
+        res = PyObject_CallFunctionObjArgs(loads, data, buffers ? buffers : Py_None, NULL);
     Py_XDECREF(data);
     Py_DECREF(loads);
+    return res;
+}
+
+/* T_PICKLE_OOB: the shared blocks (as SharedBuffer objects), then the
+ * pickle that uses them in place. */
+static PyObject *
+dec_pickle_oob(dec_t *d)
+{
+    Py_ssize_t k, n;
+    if (get_len(d, 1, &k) < 0)
+        return NULL;
+    PyObject *buffers = PyList_New(k);
+    if (buffers == NULL)
+        return NULL;
+    PyObject *res = NULL;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        uint64_t index;
+        if (get_varint(d, &index) < 0)
+            goto done;
+        if (index >= d->nrefs || d->refs[index].release != mg__shbuf_release_ref) {
+            corrupt("out-of-band buffer without a shared block");
+            goto done;
+        }
+        PyObject *sb = mg__shbuf_decode(&d->refs[index]);
+        if (sb == NULL)
+            goto done;
+        PyList_SET_ITEM(buffers, i, sb);
+    }
+    if (d->p >= d->end || *d->p++ != T_PICKLE) {
+        corrupt("out-of-band buffers without their pickle");
+        goto done;
+    }
+    if (get_len(d, 1, &n) < 0)
+        goto done;
+    d->p += n;
+    res = dec_pickle(d->p - n, n, buffers);
+done:
+    Py_DECREF(buffers);
     return res;
 }
 
@@ -482,7 +577,9 @@ dec(dec_t *d, int depth)
         if (get_len(d, 1, &n) < 0)
             return NULL;
         d->p += n;
-        return dec_pickle(d->p - n, n);
+        return dec_pickle(d->p - n, n, NULL);
+    case T_PICKLE_OOB:
+        return dec_pickle_oob(d);
     case T_HANDLE: {
         uint64_t i;
         if (get_varint(d, &i) < 0)
