@@ -33,7 +33,7 @@ make_venv() {
     "$py" -m venv "$venv" >&2 || return 1
   fi
   "$venv/bin/python" -m pip install -q --disable-pip-version-check \
-      "meson-python>=0.15" "meson>=1.2" ninja pytest pytest-timeout hypothesis >&2 || return 1
+      "meson-python>=0.15" "meson>=1.2" ninja pytest pytest-timeout hypothesis numpy >&2 || return 1
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation \
       --force-reinstall --no-deps "$REPO" >&2 || return 1
   echo "$venv/bin/python"

@@ -99,3 +99,17 @@ def test_hashlib_in_subinterpreter(tmp_path):
     """)
     assert proc.returncode == 0, describe(proc)
     assert proc.stdout.split() == ["ba7816bf", "done"], describe(proc)
+
+
+def test_numpy_in_an_interpreter_fails_with_the_hint(interp):
+    """numpy cannot load in own-GIL interpreters: the ImportError chain names
+    the extension and carries manygil's hint; `check` reports the cause."""
+    pytest.importorskip("numpy")
+    with pytest.raises(manygil.ExecutionFailed) as info:
+        interp.exec("import numpy")
+    assert info.value.excinfo.type.__name__ == "ImportError"
+    formatted = info.value.excinfo.formatted
+    assert "numpy" in formatted and "manygil" in formatted
+    proc = run_python(["-m", "manygil", "check", "numpy"], timeout=60)
+    assert proc.returncode == 1, describe(proc)
+    assert "numpy: no (ImportError: module numpy" in proc.stdout

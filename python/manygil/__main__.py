@@ -30,12 +30,23 @@ def check(modules: list[str]) -> int:
             try:
                 interp.exec(f"import {name}")
             except manygil.ExecutionFailed as exc:
-                reason = exc.excinfo.msg.splitlines()[0] if exc.excinfo.msg else exc.excinfo.type.__name__
-                print(f"{name}: no ({exc.excinfo.type.__name__}: {reason})")
+                print(f"{name}: no ({_reason(exc.excinfo)})")
                 failed += 1
             else:
                 print(f"{name}: yes")
     return 1 if failed else 0
+
+
+def _reason(excinfo) -> str:
+    """One line saying why an import failed.  Packages often wrap the
+    ImportError of their extension in a long message of their own (numpy
+    does); the line from the extension's loader says it best."""
+    lines = [ln.strip() for ln in excinfo.formatted.splitlines()]
+    for ln in lines:
+        if ln.startswith("ImportError:") and ("subinterpreter" in ln or "more than once" in ln):
+            return ln
+    first = next((ln for ln in excinfo.msg.splitlines() if ln.strip()), "")
+    return f"{excinfo.type.__name__}: {first}".rstrip(": ")
 
 
 def main(argv: list[str] | None = None) -> int:

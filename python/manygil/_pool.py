@@ -83,7 +83,9 @@ class _TaskFuture(Future):
         pool = self._pool_ref()
         if pool is None or not pool._core.cancel(self._seq):
             return False
-        return super().cancel()
+        if super().cancel():
+            self.set_running_or_notify_cancel()     # wakes wait() / as_completed()
+        return True
 
 
 def _resolve(fut: Future, status: int, value: Any, broken_reason: Callable[[], BaseException]) -> None:
@@ -93,8 +95,8 @@ def _resolve(fut: Future, status: int, value: Any, broken_reason: Callable[[], B
         elif status == _RAISED:
             fut.set_exception(_exception_from_info(value))
         elif status == _CANCELLED:
-            Future.cancel(fut)
-            fut.set_running_or_notify_cancel()
+            if not fut.done() and Future.cancel(fut):
+                fut.set_running_or_notify_cancel()
         elif status == _BROKEN:
             fut.set_exception(broken_reason())
         else:
@@ -201,14 +203,13 @@ class InterpreterPoolExecutor(Executor):
         except TypeError:           # unhashable callable
             return fn
 
-    def _queue(self, fut: Future, submit: Callable[[int], None]) -> None:
+    def _queue(self, fut: _TaskFuture, submit: Callable[[int], None]) -> None:
         """Register fut under a new seq and queue its task with submit(seq)."""
         with self._shutdown_lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             seq = next(self._seq)
-            if isinstance(fut, _TaskFuture):
-                fut._seq = seq
+            fut._seq = seq
             self._futures[seq] = fut
             try:
                 submit(seq)
@@ -229,7 +230,7 @@ class InterpreterPoolExecutor(Executor):
         return fut
 
     def _submit_chunk(self, fn: Callable[..., Any], items: list, star: bool) -> "_ChunkFuture":
-        fut = _ChunkFuture()
+        fut = _ChunkFuture(self, 0)
         enc = self._encoded(fn)
         self._queue(fut, lambda seq: self._core.submit_map(seq, enc, items, star))
         return fut
@@ -294,6 +295,11 @@ class InterpreterPoolExecutor(Executor):
         with ``wait`` return when the workers have finished and exited."""
         with self._shutdown_lock:
             self._shutdown = True
+            if cancel_futures:
+                # Cancel the queued tasks' futures now (not when the collector
+                # gets to them): shutdown() returns with them cancelled.
+                for fut in list(self._futures.values()):
+                    fut.cancel()
             self._core.shutdown(cancel_futures)
         if wait:
             self._core.join()
@@ -302,7 +308,7 @@ class InterpreterPoolExecutor(Executor):
         _live_pools.discard(self)
 
 
-class _ChunkFuture(Future):
+class _ChunkFuture(_TaskFuture):
     """The future of one chunk of map(): (results, exception info or None)."""
     elapsed_ns = 0
 

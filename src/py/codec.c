@@ -54,6 +54,19 @@ put_varint(mg__buf_t *b, uint64_t v)
 }
 
 int
+mg__copy_buffer(void *dst, Py_buffer *view)
+{
+    if (PyBuffer_IsContiguous(view, 'C')) {
+        /* A plain (maybe big) memcpy: let other threads run meanwhile. */
+        Py_BEGIN_ALLOW_THREADS
+        memcpy(dst, view->buf, (size_t)view->len);
+        Py_END_ALLOW_THREADS
+        return 0;
+    }
+    return PyBuffer_ToContiguous(dst, view, view->len, 'C');   /* needs the GIL */
+}
+
+int
 mg__put_ref_index(mg__buf_t *b, int tag, size_t index)
 {
     if (mg__buf_put_u8(b, (unsigned char)tag) < 0 || put_varint(b, index) < 0) {
@@ -90,10 +103,7 @@ enc_oob_buffer(mg__buf_t *b, PyObject *pb)
         PyErr_NoMemory();
         goto done;
     }
-    int copied;
-    Py_BEGIN_ALLOW_THREADS
-    copied = PyBuffer_ToContiguous(sb->data, &view, view.len, 'C');
-    Py_END_ALLOW_THREADS
+    int copied = mg__copy_buffer(sb->data, &view);
     size_t index = b->nrefs;
     if (copied < 0 || mg__buf_add_ref(b, mg__shbuf_release_ref, sb, view.readonly) < 0) {
         mg__shbuf_decref(sb);

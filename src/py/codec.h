@@ -40,6 +40,11 @@ PyObject *mg__channel_handle_decode(const mg__bufref_t *ref);
 int mg__shbuf_encode(PyObject *obj, mg__buf_t *b, int tag);
 PyObject *mg__shbuf_decode(const mg__bufref_t *ref);
 
+/* Copy the bytes of `view` (any layout) to dst in C order.  0, or -1 with
+ * an exception.  Call with the GIL held; it is released around a plain
+ * memcpy. */
+int mg__copy_buffer(void *dst, Py_buffer *view);
+
 /* Write `tag` and the varint `index` (a reference's index) to b.  0, or -1
  * with MemoryError. */
 int mg__put_ref_index(mg__buf_t *b, int tag, size_t index);

@@ -78,14 +78,8 @@ shbuf_frombytes(PyObject *cls, PyObject *data)
         return NULL;
     mg__shbuf_t *sb = NULL;
     PyObject *obj = allocate((PyTypeObject *)cls, view.len, &sb);
-    if (obj != NULL && view.len > 0) {
-        int rc;
-        Py_BEGIN_ALLOW_THREADS      /* a big copy: let other threads run */
-        rc = PyBuffer_ToContiguous(sb->data, &view, view.len, 'C');
-        Py_END_ALLOW_THREADS
-        if (rc < 0)
-            Py_CLEAR(obj);
-    }
+    if (obj != NULL && view.len > 0 && mg__copy_buffer(sb->data, &view) < 0)
+        Py_CLEAR(obj);
     PyBuffer_Release(&view);
     return obj;
 }
