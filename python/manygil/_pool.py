@@ -72,16 +72,24 @@ class _TaskFuture(Future):
     """A Future whose cancel() also takes a queued task off the C queue
     (a running task cannot be cancelled)."""
 
+    elapsed_ns = 0                  # the task's run time in its worker
+
     def __init__(self, pool: "InterpreterPoolExecutor", seq: int) -> None:
         super().__init__()
-        self._pool_ref = weakref.ref(pool)
+        self._pool = pool
         self._seq = seq
+
+    def result(self, timeout: float | None = None) -> Any:
+        if not self.done():
+            # Resolve whatever has finished here, in the waiting thread,
+            # rather than wait for the collector thread to get the GIL.
+            self._pool._resolve_finished(0)
+        return super().result(timeout)
 
     def cancel(self) -> bool:
         if self.done():
             return self.cancelled()
-        pool = self._pool_ref()
-        if pool is None or not pool._core.cancel(self._seq):
+        if not self._pool._core.cancel(self._seq):
             return False
         if super().cancel():
             self.set_running_or_notify_cancel()     # wakes wait() / as_completed()
@@ -166,26 +174,29 @@ class InterpreterPoolExecutor(Executor):
             self._broken = exc
         return self._broken
 
-    def _collect_loop(self) -> None:
-        core, futures = self._core, self._futures
-        while True:
-            batch = core.collect()
-            if not batch:
-                if self._shutdown or core.stats()["broken"]:
-                    # Nothing more will finish: fail whatever is left (broken).
-                    for seq in list(futures):
-                        fut = futures.pop(seq, None)
-                        if fut is not None and not fut.done():
-                            _resolve(fut, _BROKEN, None, self._broken_error)
-                    return
+    def _resolve_finished(self, timeout: float | None) -> bool:
+        """Hand the finished tasks to their futures (waiting up to timeout
+        for one; None: until one finishes).  False when nothing more will
+        ever finish."""
+        batch = self._core.collect(timeout)
+        futures = self._futures
+        for seq, status, value, elapsed in batch:
+            fut = futures.pop(seq, None)
+            if fut is None:
                 continue
-            for seq, status, value, elapsed in batch:
-                fut = futures.pop(seq, None)
-                if fut is None:
-                    continue
-                if isinstance(fut, _ChunkFuture):
-                    fut.elapsed_ns = elapsed
-                _resolve(fut, status, value, self._broken_error)
+            fut.elapsed_ns = elapsed
+            _resolve(fut, status, value, self._broken_error)
+        return bool(batch) or timeout is not None
+
+    def _collect_loop(self) -> None:
+        while self._resolve_finished(None):
+            pass
+        # Nothing more will finish (shut down and drained, or broken): fail
+        # whatever is left.
+        for seq in list(self._futures):
+            fut = self._futures.pop(seq, None)
+            if fut is not None and not fut.done():
+                _resolve(fut, _BROKEN, None, self._broken_error)
 
     # ---- submitting -----------------------------------------------------
 
@@ -310,7 +321,6 @@ class InterpreterPoolExecutor(Executor):
 
 class _ChunkFuture(_TaskFuture):
     """The future of one chunk of map(): (results, exception info or None)."""
-    elapsed_ns = 0
 
 
 class _ChunkPlanner:
