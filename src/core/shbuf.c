@@ -4,14 +4,21 @@
 #include "manygil.h"
 #include "core/shbuf.h"
 
+
 int
-mg__shbuf_new(size_t nbytes, mg__shbuf_t **out)
+mg__shbuf_new(size_t nbytes, int populate, mg__shbuf_t **out)
 {
     mg__shbuf_t *b = calloc(1, sizeof *b);
     if (b == NULL)
         return MG_ENOMEM;
     if (nbytes >= MG__SHBUF_MMAP_MIN) {
-        void *p = mmap(NULL, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+        (void)populate;
+#ifdef MAP_POPULATE
+        if (populate)
+            flags |= MAP_POPULATE;
+#endif
+        void *p = mmap(NULL, nbytes, PROT_READ | PROT_WRITE, flags, -1, 0);
         if (p == MAP_FAILED) {
             free(b);
             return MG_ENOMEM;

@@ -22,8 +22,10 @@ typedef struct mg__shbuf {
 #define MG__SHBUF_MMAP_MIN (256 * 1024)
 
 /* A new zero-filled block of nbytes (0 allowed); *out gets the reference.
+ * With `populate`, a mapped block gets its pages up front (cheaper than one
+ * fault per page when the caller is about to write all of it).
  * 0 or MG_ENOMEM. */
-int mg__shbuf_new(size_t nbytes, mg__shbuf_t **out);
+int mg__shbuf_new(size_t nbytes, int populate, mg__shbuf_t **out);
 
 void mg__shbuf_incref(mg__shbuf_t *b);
 void mg__shbuf_decref(mg__shbuf_t *b);

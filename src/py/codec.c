@@ -99,7 +99,7 @@ enc_oob_buffer(mg__buf_t *b, PyObject *pb)
         return -1;
     mg__shbuf_t *sb;
     int rc = -1;
-    if (mg__shbuf_new((size_t)view.len, &sb) != 0) {
+    if (mg__shbuf_new((size_t)view.len, 1, &sb) != 0) {
         PyErr_NoMemory();
         goto done;
     }

@@ -34,10 +34,10 @@ wrap(PyTypeObject *tp, mg__shbuf_t *sb, int readonly)
 
 /* A new block of n bytes wrapped in an object of type tp. */
 static PyObject *
-allocate(PyTypeObject *tp, Py_ssize_t n, mg__shbuf_t **sb_out)
+allocate(PyTypeObject *tp, Py_ssize_t n, int populate, mg__shbuf_t **sb_out)
 {
     mg__shbuf_t *sb;
-    if (mg__shbuf_new((size_t)n, &sb) != 0)
+    if (mg__shbuf_new((size_t)n, populate, &sb) != 0)
         return PyErr_Format(PyExc_MemoryError, "cannot allocate a shared buffer of %zd bytes", n);
     PyObject *obj = wrap(tp, sb, 0);
     mg__shbuf_decref(sb);
@@ -67,7 +67,7 @@ shbuf_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
     }
     if (n < 0)
         return PyErr_Format(PyExc_ValueError, "nbytes must be >= 0, not %zd", n);
-    return allocate(tp, n, NULL);
+    return allocate(tp, n, 0, NULL);
 }
 
 static PyObject *
@@ -77,7 +77,7 @@ shbuf_frombytes(PyObject *cls, PyObject *data)
     if (PyObject_GetBuffer(data, &view, PyBUF_FULL_RO) < 0)
         return NULL;
     mg__shbuf_t *sb = NULL;
-    PyObject *obj = allocate((PyTypeObject *)cls, view.len, &sb);
+    PyObject *obj = allocate((PyTypeObject *)cls, view.len, 1, &sb);
     if (obj != NULL && view.len > 0 && mg__copy_buffer(sb->data, &view) < 0)
         Py_CLEAR(obj);
     PyBuffer_Release(&view);
