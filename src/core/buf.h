@@ -24,9 +24,12 @@ typedef struct {
     mg__bufref_t *refs;
     size_t nrefs;
     size_t refcap;
+    int borrow;     /* the encoder may point at the sender's memory: set only
+                     * when the encoding is decoded and freed while the
+                     * sending thread waits (Interpreter.call, prepare_main) */
 } mg__buf_t;
 
-#define MG__BUF_INIT {NULL, 0, 0, NULL, 0, 0}
+#define MG__BUF_INIT {NULL, 0, 0, NULL, 0, 0, 0}
 
 /* Make room for `extra` more bytes.  Returns 0 or MG_ENOMEM (buffer intact). */
 int mg__buf_reserve(mg__buf_t *b, size_t extra);
@@ -58,6 +61,7 @@ mg__buf_move(mg__buf_t *dst, mg__buf_t *src)
     src->len = src->cap = 0;
     src->refs = NULL;
     src->nrefs = src->refcap = 0;
+    src->borrow = 0;
 }
 
 /* Append n bytes.  Returns 0 or MG_ENOMEM. */

@@ -23,7 +23,14 @@ enum {
     T_PICKLE = 'P',     /* varint n, n bytes of pickle protocol 5 */
     T_HANDLE = 'H',     /* varint i: the i-th reference of the encoding */
     T_PICKLE_OOB = 'Q', /* varint k, k x (varint ref index), then as T_PICKLE */
+    T_BORROWED = 'W',   /* varint ref index: the sender's bytes/bytearray, lent */
+    T_MEMVIEW = 'M',    /* varint ref index (a shared block), u8 readonly,
+                           varint n + format, varint ndim, ndim x varint shape */
 };
+
+/* bytes and bytearray values at least this big are lent, not copied, when
+ * the encoding allows it (mg__buf_t.borrow): one copy in all. */
+#define BORROW_MIN (64 * 1024)
 
 PyObject *
 mg__import_attr(const char *module, const char *name)
@@ -88,6 +95,83 @@ put_tag_len(mg__buf_t *b, int tag, uint64_t n)
 #define CHECK_BUF(expr) do { if ((expr) < 0) { PyErr_NoMemory(); return -1; } } while (0)
 
 static int enc(mg__buf_t *b, PyObject *o, int depth);
+
+/* The reference a lent value holds: the sender's buffer export (keeps a
+ * bytearray from being resized meanwhile).  Released in the sender's
+ * interpreter, with its GIL: the caller frees the encoding there. */
+static void
+release_borrowed(void *ptr, int arg)
+{
+    (void)arg;
+    Py_buffer *view = ptr;
+    PyBuffer_Release(view);
+    PyMem_RawFree(view);
+}
+
+/* Lend a big bytes/bytearray value.  0 or -1. */
+static int
+enc_borrowed(mg__buf_t *b, PyObject *o)
+{
+    Py_buffer *view = PyMem_RawMalloc(sizeof *view);
+    if (view == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (PyObject_GetBuffer(o, view, PyBUF_SIMPLE) < 0) {
+        PyMem_RawFree(view);
+        return -1;
+    }
+    size_t index = b->nrefs;
+    if (mg__buf_add_ref(b, release_borrowed, view, PyBytes_Check(o)) < 0) {
+        release_borrowed(view, 0);
+        PyErr_NoMemory();
+        return -1;
+    }
+    return mg__put_ref_index(b, T_BORROWED, index);
+}
+
+/* A memoryview: its bytes copied once into a shared block; the other side
+ * gets a memoryview of the same format and shape over that block. */
+static int
+enc_memoryview(mg__buf_t *b, PyObject *o)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(o, &view, PyBUF_FULL_RO) < 0)
+        return -1;
+    int rc = -1;
+    mg__shbuf_t *sb;
+    if (mg__shbuf_new((size_t)view.len, 1, &sb) != 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (mg__copy_buffer(sb->data, &view) < 0) {
+        mg__shbuf_decref(sb);
+        goto done;
+    }
+    size_t index = b->nrefs;
+    if (mg__buf_add_ref(b, mg__shbuf_release_ref, sb, view.readonly) < 0) {
+        mg__shbuf_decref(sb);
+        PyErr_NoMemory();
+        goto done;
+    }
+    const char *fmt = view.format ? view.format : "B";
+    size_t flen = strlen(fmt);
+    if (mg__put_ref_index(b, T_MEMVIEW, index) < 0)
+        goto done;
+    int ok = mg__buf_put_u8(b, (unsigned char)view.readonly) == 0
+             && put_varint(b, flen) == 0 && mg__buf_put(b, fmt, flen) == 0
+             && put_varint(b, (uint64_t)view.ndim) == 0;
+    for (int i = 0; ok && i < view.ndim; i++)
+        ok = put_varint(b, (uint64_t)view.shape[i]) == 0;
+    if (!ok) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    rc = 0;
+done:
+    PyBuffer_Release(&view);
+    return rc;
+}
 
 /* Copy an out-of-band pickle buffer into a new shared block recorded as a
  * reference of b (the one copy it makes); write its index.  0 or -1. */
@@ -300,6 +384,8 @@ enc(mg__buf_t *b, PyObject *o, int depth)
     else if (tp == &PyBytes_Type || tp == &PyByteArray_Type) {
         int is_bytes = tp == &PyBytes_Type;
         Py_ssize_t n = is_bytes ? PyBytes_GET_SIZE(o) : PyByteArray_GET_SIZE(o);
+        if (b->borrow && n >= BORROW_MIN)
+            return enc_borrowed(b, o);
         const char *p = is_bytes ? PyBytes_AS_STRING(o) : PyByteArray_AS_STRING(o);
         CHECK_BUF(put_tag_len(b, is_bytes ? T_BYTES : T_BYTEARRAY, (uint64_t)n));
         CHECK_BUF(mg__buf_put(b, p, (size_t)n));
@@ -315,6 +401,9 @@ enc(mg__buf_t *b, PyObject *o, int depth)
     }
     else if (tp == &PySet_Type || tp == &PyFrozenSet_Type) {
         return enc_set(b, o, tp == &PySet_Type ? T_SET : T_FROZENSET, depth);
+    }
+    else if (tp == &PyMemoryView_Type) {
+        return enc_memoryview(b, o);
     }
     else if (tp == &PyComplex_Type) {
         Py_complex c = PyComplex_AsCComplex(o);
@@ -416,6 +505,61 @@ dec_pickle(const unsigned char *p, Py_ssize_t n, PyObject *buffers)
         res = PyObject_CallFunctionObjArgs(loads, data, buffers ? buffers : Py_None, NULL);
     Py_XDECREF(data);
     Py_DECREF(loads);
+    return res;
+}
+
+static PyObject *
+dec_memoryview(dec_t *d)
+{
+    uint64_t index, ndim;
+    Py_ssize_t flen;
+    if (get_varint(d, &index) < 0)
+        return NULL;
+    if (index >= d->nrefs || d->refs[index].release != mg__shbuf_release_ref)
+        return corrupt("memoryview without its shared block");
+    if (d->p >= d->end)
+        return corrupt("truncated memoryview");
+    d->p++;                                     /* readonly: kept in the reference */
+    if (get_len(d, 1, &flen) < 0)
+        return NULL;
+    PyObject *fmt = PyUnicode_DecodeASCII((const char *)d->p, flen, "strict");
+    d->p += flen;
+    if (fmt == NULL || get_varint(d, &ndim) < 0 || ndim > 64) {
+        Py_XDECREF(fmt);
+        return PyErr_Occurred() ? NULL : corrupt("bad memoryview shape");
+    }
+    PyObject *shape = PyTuple_New((Py_ssize_t)ndim), *block = NULL, *view = NULL, *res = NULL;
+    for (uint64_t i = 0; shape != NULL && i < ndim; i++) {
+        uint64_t dim;
+        if (get_varint(d, &dim) < 0)
+            goto done;
+        PyObject *v = PyLong_FromUnsignedLongLong(dim);
+        if (v == NULL)
+            goto done;
+        PyTuple_SET_ITEM(shape, (Py_ssize_t)i, v);
+    }
+    if (shape == NULL)
+        goto done;
+    block = mg__shbuf_decode(&d->refs[index]);
+    view = block ? PyMemoryView_FromObject(block) : NULL;
+    if (view == NULL)
+        goto done;
+    if (ndim == 1 && PyUnicode_CompareWithASCIIString(fmt, "B") == 0) {
+        res = Py_NewRef(view);
+        goto done;
+    }
+    /* The original format and shape; a layout cast() cannot express keeps
+     * the plain byte view. */
+    res = PyObject_CallMethod(view, "cast", "OO", fmt, shape);
+    if (res == NULL) {
+        PyErr_Clear();
+        res = Py_NewRef(view);
+    }
+done:
+    Py_XDECREF(view);
+    Py_XDECREF(block);
+    Py_XDECREF(shape);
+    Py_DECREF(fmt);
     return res;
 }
 
@@ -590,6 +734,19 @@ dec(dec_t *d, int depth)
         return dec_pickle(d->p - n, n, NULL);
     case T_PICKLE_OOB:
         return dec_pickle_oob(d);
+    case T_BORROWED: {
+        uint64_t i;
+        if (get_varint(d, &i) < 0)
+            return NULL;
+        if (i >= d->nrefs || d->refs[i].release != release_borrowed)
+            return corrupt("lent value without its reference");
+        Py_buffer *view = d->refs[i].ptr;
+        return d->refs[i].arg
+            ? PyBytes_FromStringAndSize(view->buf, view->len)
+            : PyByteArray_FromStringAndSize(view->buf, view->len);
+    }
+    case T_MEMVIEW:
+        return dec_memoryview(d);
     case T_HANDLE: {
         uint64_t i;
         if (get_varint(d, &i) < 0)
@@ -623,6 +780,6 @@ mg__decode(const mg__buf_t *b)
 PyObject *
 mg__decode_bytes(const unsigned char *data, size_t len)
 {
-    mg__buf_t b = {(unsigned char *)data, len, len, NULL, 0, 0};
+    mg__buf_t b = {(unsigned char *)data, len, len, NULL, 0, 0, 0};
     return mg__decode(&b);
 }

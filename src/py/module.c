@@ -224,6 +224,7 @@ core_call(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     if (triple == NULL)
         return NULL;
     mg__buf_t payload = MG__BUF_INIT;
+    payload.borrow = 1;             /* decoded and freed while we wait */
     PyObject *res = NULL;
     if (mg__encode(triple, &payload) == 0)
         res = run_and_decode(id, call_in_target, &payload);
@@ -275,6 +276,7 @@ core_prepare_main(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
                                 "prepare_main() names must be str, not %.200s", Py_TYPE(k)->tp_name);
     }
     mg__buf_t payload = MG__BUF_INIT;
+    payload.borrow = 1;             /* decoded and freed while we wait */
     PyObject *res = NULL;
     if (mg__encode(ns, &payload) == 0)
         res = run_and_decode(id, prepare_in_target, &payload);

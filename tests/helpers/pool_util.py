@@ -1,0 +1,40 @@
+"""Main-interpreter helpers for the pool tests (never imported in workers)."""
+import contextlib
+import os
+import time
+
+import manygil
+
+
+@contextlib.contextmanager
+def make_pool(*args, **kwargs):
+    """An InterpreterPoolExecutor that is always shut down (queued tasks
+    cancelled) when the block exits."""
+    pool = manygil.InterpreterPoolExecutor(*args, **kwargs)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def wait_until(predicate, timeout=30.0, interval=0.005):
+    """Poll ``predicate`` until true; return its final truthiness."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+
+
+def wait_for_file(path, timeout=30.0):
+    return wait_until(lambda: os.path.exists(path), timeout)
+
+
+def rss_bytes():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("VmRSS not found")
