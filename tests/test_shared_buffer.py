@@ -241,3 +241,37 @@ print(peak - base, after - base)
     grew, left = map(int, proc.stdout.split())
     assert grew > 900 * MIB
     assert left < 100 * MIB
+
+
+def test_big_bytes_values_cross_intact_by_every_path(interp):
+    """Big bytes/bytearray are lent to Interpreter.call and prepare_main
+    (one copy), and copied into channels (the sender may drop them)."""
+    import gc
+    big = bytes(range(256)) * 1024                  # 256 KiB
+    assert interp.call(sf.echo, big) == big
+    back = interp.call(sf.echo, bytearray(big))
+    assert type(back) is bytearray and back == big
+    interp.prepare_main(data=big)
+    interp.exec("assert data[:3] == bytes([0, 1, 2]) and len(data) == 262144")
+    r, s = manygil.create_channel()
+    payload = bytearray(big)
+    s.send(payload)
+    payload[:] = b""                                 # the sender changes it at once
+    del payload
+    gc.collect()
+    assert r.recv() == big
+
+
+def test_memoryviews_cross_with_format_shape_and_readonly(interp):
+    import array
+    m = memoryview(array.array("d", [1.5, 2.5, 3.5]))
+    got = interp.call(sf.echo, m)
+    assert isinstance(got, memoryview) and got.format == "d" and got.tolist() == [1.5, 2.5, 3.5]
+    grid = memoryview(bytearray(24)).cast("i", (2, 3))
+    got = interp.call(sf.echo, grid)
+    assert got.shape == (2, 3) and got.format == "i"
+    ro = interp.call(sf.echo, memoryview(b"abcdef"))
+    assert ro.readonly and bytes(ro) == b"abcdef"
+    r, s = manygil.create_channel()
+    s.send(memoryview(b"xyz")[::2])                  # not contiguous: copied in order
+    assert bytes(r.recv()) == b"xz"
