@@ -70,20 +70,6 @@ def loads(data: bytes, buffers: list | None = None) -> object:
     return _pickle.loads(data, buffers=buffers)
 
 
-def crosses_by_reference(fn: object) -> bool:
-    """True if fn is sent as a name (module + qualname) rather than by value,
-    so its encoding never changes and can be cached."""
-    if isinstance(fn, types.BuiltinFunctionType):
-        return True
-    if not isinstance(fn, types.FunctionType):
-        return False
-    module = sys.modules.get(fn.__module__)
-    if fn.__module__ in _MAIN_NAMES and _main_ref(fn.__module__) is None:
-        return False
-    return _lookup(module, fn.__qualname__) is fn
-
-
-
 def _type_name(obj: object) -> str:
     tp = type(obj)
     mod = tp.__module__

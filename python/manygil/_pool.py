@@ -17,7 +17,7 @@ from collections import deque
 from concurrent.futures import BrokenExecutor, Executor, Future, InvalidStateError
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
-from . import _core, _pickle
+from . import _core
 from ._errors import ExceptionInfo, ExceptionType, ExecutionFailed
 
 if TYPE_CHECKING:
@@ -149,7 +149,6 @@ class InterpreterPoolExecutor(Executor):
         self._max_workers = max_workers
         self._core = _core._Pool(max_workers, init, max_tasks_per_worker or 0)
         self._futures: dict[int, Future] = {}
-        self._fn_cache: dict[Any, Any] = {}
         self._seq = itertools.count(1)
         self._shutdown_lock = threading.Lock()
         self._shutdown = False
@@ -200,20 +199,6 @@ class InterpreterPoolExecutor(Executor):
 
     # ---- submitting -----------------------------------------------------
 
-    def _encoded(self, fn: Callable[..., Any]) -> Any:
-        """fn, or its pickle when it crosses by reference: workers cache
-        those, so a task's function is looked up once per worker."""
-        try:
-            return self._fn_cache[fn]
-        except KeyError:
-            enc = _pickle.dumps(fn) if _pickle.crosses_by_reference(fn) else fn
-            if len(self._fn_cache) >= 256:
-                self._fn_cache.clear()
-            self._fn_cache[fn] = enc
-            return enc
-        except TypeError:           # unhashable callable
-            return fn
-
     def _queue(self, fut: _TaskFuture, submit: Callable[[int], None]) -> None:
         """Register fut under a new seq and queue its task with submit(seq)."""
         with self._shutdown_lock:
@@ -236,14 +221,12 @@ class InterpreterPoolExecutor(Executor):
         if not callable(fn):
             raise TypeError(f"submit() expects a callable, not {type(fn).__name__}")
         fut = _TaskFuture(self, 0)
-        enc = self._encoded(fn)
-        self._queue(fut, lambda seq: self._core.submit(seq, enc, args, kwargs))
+        self._queue(fut, lambda seq: self._core.submit(seq, fn, args, kwargs))
         return fut
 
     def _submit_chunk(self, fn: Callable[..., Any], items: list, star: bool) -> "_ChunkFuture":
         fut = _ChunkFuture(self, 0)
-        enc = self._encoded(fn)
-        self._queue(fut, lambda seq: self._core.submit_map(seq, enc, items, star))
+        self._queue(fut, lambda seq: self._core.submit_map(seq, fn, items, star))
         return fut
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,

@@ -26,6 +26,8 @@ enum {
     T_BORROWED = 'W',   /* varint ref index: the sender's bytes/bytearray, lent */
     T_MEMVIEW = 'M',    /* varint ref index (a shared block), u8 readonly,
                            varint n + format, varint ndim, ndim x varint shape */
+    T_GLOBAL = 'G',     /* an importable function/class by name: two str
+                           values, module and qualname */
 };
 
 /* bytes and bytearray values at least this big are lent, not copied, when
@@ -95,6 +97,75 @@ put_tag_len(mg__buf_t *b, int tag, uint64_t n)
 #define CHECK_BUF(expr) do { if ((expr) < 0) { PyErr_NoMemory(); return -1; } } while (0)
 
 static int enc(mg__buf_t *b, PyObject *o, int depth);
+static int enc_str(mg__buf_t *b, PyObject *o);
+
+/* The object named qualname ("A.b.c") in module, or NULL (no exception). */
+static PyObject *
+lookup_qualname(PyObject *module, PyObject *qualname)
+{
+    PyObject *dot = PyUnicode_FromStringAndSize(".", 1);
+    PyObject *parts = dot ? PyUnicode_Split(qualname, dot, -1) : NULL;
+    Py_XDECREF(dot);
+    if (parts == NULL)
+        return NULL;
+    PyObject *obj = Py_NewRef(module);
+    for (Py_ssize_t i = 0; obj != NULL && i < PyList_GET_SIZE(parts); i++) {
+        PyObject *next = PyObject_GetAttr(obj, PyList_GET_ITEM(parts, i));
+        Py_DECREF(obj);
+        obj = next;
+    }
+    Py_DECREF(parts);
+    return obj;
+}
+
+/* Functions, builtins and classes that the target can find by name are
+ * sent as (module, qualname) -- no pickle on either side.  1 if written,
+ * 0 if o is not such an object (nothing written), -1 on error. */
+static int
+enc_global(mg__buf_t *b, PyObject *o)
+{
+    PyTypeObject *tp = Py_TYPE(o);
+    if (tp != &PyFunction_Type && tp != &PyCFunction_Type && !PyType_Check(o))
+        return 0;
+    int rc = 0;
+    PyObject *modname = NULL, *qualname = NULL, *module = NULL, *found = NULL;
+    modname = PyObject_GetAttrString(o, "__module__");
+    qualname = modname ? PyObject_GetAttrString(o, "__qualname__") : NULL;
+    if (qualname == NULL) {
+        PyErr_Clear();
+        goto done;
+    }
+    if (modname == NULL || qualname == NULL || !PyUnicode_CheckExact(modname)
+            || !PyUnicode_CheckExact(qualname)
+            || PyUnicode_FindChar(qualname, '<', 0, PyUnicode_GET_LENGTH(qualname), 1) != -1
+            || PyUnicode_CompareWithASCIIString(modname, "__main__") == 0
+            || PyUnicode_CompareWithASCIIString(modname, "__mp_main__") == 0
+            || PyUnicode_CompareWithASCIIString(modname, "_pydatetime") == 0
+            || PyUnicode_CompareWithASCIIString(modname, "_pydecimal") == 0)
+        goto done;
+    module = PyImport_GetModule(modname);          /* already imported only */
+    if (module == NULL) {
+        PyErr_Clear();
+        goto done;
+    }
+    found = lookup_qualname(module, qualname);
+    if (found != o) {
+        PyErr_Clear();
+        goto done;
+    }
+    if (mg__buf_put_u8(b, T_GLOBAL) < 0) {
+        PyErr_NoMemory();
+        rc = -1;
+        goto done;
+    }
+    rc = enc_str(b, modname) < 0 || enc_str(b, qualname) < 0 ? -1 : 1;
+done:
+    Py_XDECREF(found);
+    Py_XDECREF(module);
+    Py_XDECREF(qualname);
+    Py_XDECREF(modname);
+    return rc;
+}
 
 /* The reference a lent value holds: the sender's buffer export (keeps a
  * bytearray from being resized meanwhile).  Released in the sender's
@@ -412,7 +483,9 @@ enc(mg__buf_t *b, PyObject *o, int depth)
         CHECK_BUF(mg__buf_put(b, &c.imag, sizeof c.imag));
     }
     else {
-        int rc = mg__channel_handle_encode(o, b, T_HANDLE);
+        int rc = enc_global(b, o);
+        if (rc == 0)
+            rc = mg__channel_handle_encode(o, b, T_HANDLE);
         if (rc == 0)
             rc = mg__shbuf_encode(o, b, T_HANDLE);
         if (rc != 0)
@@ -747,6 +820,24 @@ dec(dec_t *d, int depth)
     }
     case T_MEMVIEW:
         return dec_memoryview(d);
+    case T_GLOBAL: {
+        PyObject *modname = dec(d, depth + 1);
+        PyObject *qualname = modname ? dec(d, depth + 1) : NULL;
+        PyObject *res = NULL;
+        if (qualname != NULL && PyUnicode_Check(modname) && PyUnicode_Check(qualname)) {
+            PyObject *module = PyImport_Import(modname);
+            if (module != NULL) {
+                res = lookup_qualname(module, qualname);
+                Py_DECREF(module);
+            }
+        }
+        else if (qualname != NULL) {
+            corrupt("bad global reference");
+        }
+        Py_XDECREF(modname);
+        Py_XDECREF(qualname);
+        return res;
+    }
     case T_HANDLE: {
         uint64_t i;
         if (get_varint(d, &i) < 0)

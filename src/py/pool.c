@@ -103,36 +103,9 @@ run_map(PyObject *fn, PyObject *items, int star)
     return Py_BuildValue("(NO)", results, Py_None);
 }
 
-/* The task's callable: fn itself, or (bytes) a callable pickled by
- * reference, loaded with the C unpickler through the worker's cache (a
- * dict of the worker's interpreter).  New reference. */
-static PyObject *
-task_callable(PyObject *fn, PyObject *cache)
-{
-    if (!PyBytes_Check(fn))
-        return Py_NewRef(fn);
-    PyObject *res = PyDict_GetItemWithError(cache, fn);
-    if (res != NULL)
-        return Py_NewRef(res);
-    if (PyErr_Occurred())
-        return NULL;
-    PyObject *loads = mg__import_attr("_pickle", "loads");
-    if (loads == NULL)
-        return NULL;
-    res = PyObject_CallOneArg(loads, fn);
-    Py_DECREF(loads);
-    if (res == NULL)
-        return NULL;
-    if (PyDict_GET_SIZE(cache) >= 256)
-        PyDict_Clear(cache);
-    if (PyDict_SetItem(cache, fn, res) < 0)
-        Py_CLEAR(res);
-    return res;
-}
-
 /* Run t in this interpreter: status and result set, payload freed. */
 static void
-run_task(mg__task_t *t, PyObject *cache)
+run_task(mg__task_t *t)
 {
     int64_t start = mg__monotonic_ns();
     PyObject *res = NULL;
@@ -144,22 +117,14 @@ run_task(mg__task_t *t, PyObject *cache)
         PyObject *fn, *args, *kwargs;
         if (!PyArg_ParseTuple(p, "OO!O:task", &fn, &PyTuple_Type, &args, &kwargs))
             goto raised;
-        fn = task_callable(fn, cache);
-        if (fn == NULL)
-            goto raised;
         res = PyObject_Call(fn, args, kwargs == Py_None ? NULL : kwargs);
-        Py_DECREF(fn);
     }
     else {
         PyObject *fn, *items;
         int star;
         if (!PyArg_ParseTuple(p, "OO!p:map task", &fn, &PyList_Type, &items, &star))
             goto raised;
-        fn = task_callable(fn, cache);
-        if (fn == NULL)
-            goto raised;
         res = run_map(fn, items, star);
-        Py_DECREF(fn);
     }
     if (res == NULL || mg__encode(res, &t->result) < 0)
         goto raised;
@@ -217,12 +182,6 @@ worker_main(void *arg)
             Py_EndInterpreter(ts);
             break;
         }
-        PyObject *cache = PyDict_New();
-        if (cache == NULL) {
-            break_pool(w, "out of memory");
-            Py_EndInterpreter(ts);
-            break;
-        }
         int64_t served = 0;
         for (;;) {
             mg__task_t *t;
@@ -231,14 +190,13 @@ worker_main(void *arg)
             Py_END_ALLOW_THREADS
             if (t == NULL)
                 break;
-            run_task(t, cache);
+            run_task(t);
             mg__pool_finish(w->q, t);
             if (w->max_tasks > 0 && ++served >= w->max_tasks) {
                 again = 1;          /* recycle: a fresh interpreter */
                 break;
             }
         }
-        Py_DECREF(cache);
         Py_EndInterpreter(ts);
     }
     workers_decref(w);
@@ -372,7 +330,7 @@ pool_submit(PyObject *op, PyObject *args)
     PyObject *fn, *fargs, *kwargs;
     if (!PyArg_ParseTuple(args, "KOO!O:submit", &seq, &fn, &PyTuple_Type, &fargs, &kwargs))
         return NULL;
-    if (!PyCallable_Check(fn) && !PyBytes_Check(fn))
+    if (!PyCallable_Check(fn))
         return PyErr_Format(PyExc_TypeError, "submit() expects a callable, not %.200s",
                             Py_TYPE(fn)->tp_name);
     if (kwargs != Py_None && (!PyDict_Check(kwargs) || PyDict_GET_SIZE(kwargs) == 0))
