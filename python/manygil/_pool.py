@@ -147,7 +147,8 @@ class InterpreterPoolExecutor(Executor):
                 raise ValueError("max_tasks_per_worker must be a positive int")
         init = (initializer, tuple(initargs)) if initializer is not None else None
         self._max_workers = max_workers
-        self._core = _core._Pool(max_workers, init, max_tasks_per_worker or 0)
+        self._core = _core._Pool(max_workers, init, max_tasks_per_worker or 0,
+                                 (thread_name_prefix or "manygil-worker")[:15])
         self._futures: dict[int, Future] = {}
         self._seq = itertools.count(1)
         self._shutdown_lock = threading.Lock()

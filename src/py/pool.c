@@ -29,6 +29,7 @@ typedef struct {
     mg__buf_t path;             /* immutable: encoded sys.path */
     mg__buf_t init;             /* immutable: encoded (fn, args), or empty */
     int64_t max_tasks;          /* immutable; 0 = unlimited */
+    char name[16];              /* immutable: worker thread name (OS limit: 15 chars) */
     mg__mutex_t mu;
     mg__buf_t broken_info;      /* guarded by mu: why the pool broke */
     int joined;                 /* guarded by mu */
@@ -166,6 +167,8 @@ static void *
 worker_main(void *arg)
 {
     workers_t *w = arg;
+    if (w->name[0])
+        pthread_setname_np(pthread_self(), w->name);
     PyInterpreterConfig config = mg__isolated_config();
     int again = 1;
     while (again) {
@@ -226,12 +229,13 @@ join_workers(workers_t *w)
 static PyObject *
 pool_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"workers", "initializer", "max_tasks", NULL};
+    static char *kwlist[] = {"workers", "initializer", "max_tasks", "name", NULL};
     int nworkers;
     PyObject *init = Py_None;
     long long max_tasks = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|OL:_Pool", kwlist, &nworkers, &init,
-                                     &max_tasks))
+    const char *name = "";
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|OLs:_Pool", kwlist, &nworkers, &init,
+                                     &max_tasks, &name))
         return NULL;
     if (nworkers <= 0 || nworkers > 1024)
         return PyErr_Format(PyExc_ValueError, "workers must be between 1 and 1024, not %d",
@@ -244,6 +248,7 @@ pool_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
     w->refs = 1;
     w->nworkers = nworkers;
     w->max_tasks = max_tasks;
+    snprintf(w->name, sizeof w->name, "%s", name);
     pthread_mutex_init(&w->mu, NULL);
     pool_t *self = NULL;
     w->threads = calloc((size_t)nworkers, sizeof *w->threads);
@@ -483,8 +488,8 @@ static PyType_Slot pool_slots[] = {
     {Py_tp_new, pool_new},
     {Py_tp_dealloc, pool_dealloc},
     {Py_tp_methods, pool_methods},
-    {Py_tp_doc, (void *)"_Pool(workers, initializer=None, max_tasks=0): the C side of "
-                        "InterpreterPoolExecutor."},
+    {Py_tp_doc, (void *)"_Pool(workers, initializer=None, max_tasks=0, name=''): the C side "
+                        "of InterpreterPoolExecutor (name: the worker threads' OS name)."},
     {0, NULL},
 };
 
