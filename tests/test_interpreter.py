@@ -8,7 +8,7 @@ import pytest
 
 import manygil
 from helpers import remote
-from helpers.timing import calibrate_busy, max_gap_while, parallel_ratio
+from helpers.timing import assert_parallel, calibrate_busy, max_gap_while, parallel_ratio
 
 
 def wait_until(predicate, timeout=10.0):
@@ -268,7 +268,7 @@ def test_two_interpreters_run_in_parallel(interp, interp2, two_cores):
         lambda: interp.call(remote.busy, n),
         lambda: interp2.call(remote.busy, n),
     )
-    assert best < 1.4, f"(single, both, ratio) samples: {samples}"
+    assert_parallel(best, samples, n)
 
 
 @pytest.mark.timeout(120)
@@ -276,4 +276,4 @@ def test_two_interpreters_exec_in_parallel(interp, interp2, two_cores):
     n = calibrate_busy(0.3)
     code = f"t = 0\nfor i in range({n}):\n    t += i\n"
     best, samples = parallel_ratio(lambda: interp.exec(code), lambda: interp2.exec(code))
-    assert best < 1.4, f"(single, both, ratio) samples: {samples}"
+    assert_parallel(best, samples, n)

@@ -100,8 +100,43 @@ test_close_refused_while_running(void)
     CHECK_EQ(mg_interp_close(id), 0);
 }
 
+/* A pure C busy loop: the control for what the machine gives two threads. */
+static void *
+c_spin(void *arg)
+{
+    volatile unsigned long x = 0;
+    unsigned long n = *(unsigned long *)arg;
+    for (unsigned long i = 0; i < n; i++)
+        x += i;
+    return NULL;
+}
+
+/* Best-of-3 ratio time(2 C threads) / time(1) for the same loop. */
+static double
+c_parallel_ratio(void)
+{
+    unsigned long n = 300UL * 1000 * 1000;
+    double best = 1e9;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        double t0 = now();
+        c_spin(&n);
+        double one = now() - t0;
+        pthread_t t[2];
+        t0 = now();
+        for (int i = 0; i < 2; i++)
+            pthread_create(&t[i], NULL, c_spin, &n);
+        for (int i = 0; i < 2; i++)
+            pthread_join(t[i], NULL);
+        double ratio = (now() - t0) / one;
+        if (ratio < best)
+            best = ratio;
+    }
+    return best;
+}
+
 /* Two interpreters on two threads finish CPU-bound work in about the time
- * one takes (ratio measured in this run; skipped on one core). */
+ * one takes (ratio measured in this run; skipped on one core, and when two
+ * plain C threads cannot show parallelism either: the VM is busy). */
 static void
 test_parallel_ratio(void)
 {
@@ -138,7 +173,14 @@ test_parallel_ratio(void)
         if (ratio < best)
             best = ratio;
     }
-    CHECK(best < 1.4);
+    if (best >= 1.4) {
+        double control = c_parallel_ratio();
+        if (control >= 1.3)
+            printf("(skipped parallel ratio: machine too busy, two C threads gave %.2f)\n",
+                   control);
+        else
+            CHECK(best < 1.4);
+    }
     CHECK_EQ(mg_interp_close(a), 0);
     CHECK_EQ(mg_interp_close(b), 0);
 }
