@@ -201,34 +201,44 @@ enc_borrowed(mg__buf_t *b, PyObject *o)
     return mg__put_ref_index(b, T_BORROWED, index);
 }
 
+/* Copy the bytes of `view` once into a new shared block, recorded as a
+ * reference of b (read-only if the view is); *index gets its index.
+ * 0 or -1 with an exception. */
+static int
+copy_to_shared_ref(mg__buf_t *b, Py_buffer *view, size_t *index)
+{
+    mg__shbuf_t *sb;
+    if (mg__shbuf_new((size_t)view->len, 1, &sb) != 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (mg__copy_buffer(sb->data, view) < 0) {
+        mg__shbuf_decref(sb);
+        return -1;
+    }
+    *index = b->nrefs;
+    if (mg__buf_add_ref(b, mg__shbuf_release_ref, sb, view->readonly) < 0) {
+        mg__shbuf_decref(sb);
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
 /* A memoryview: its bytes copied once into a shared block; the other side
  * gets a memoryview of the same format and shape over that block. */
 static int
 enc_memoryview(mg__buf_t *b, PyObject *o)
 {
     Py_buffer view;
+    size_t index;
     if (PyObject_GetBuffer(o, &view, PyBUF_FULL_RO) < 0)
         return -1;
     int rc = -1;
-    mg__shbuf_t *sb;
-    if (mg__shbuf_new((size_t)view.len, 1, &sb) != 0) {
-        PyErr_NoMemory();
+    if (copy_to_shared_ref(b, &view, &index) < 0 || mg__put_ref_index(b, T_MEMVIEW, index) < 0)
         goto done;
-    }
-    if (mg__copy_buffer(sb->data, &view) < 0) {
-        mg__shbuf_decref(sb);
-        goto done;
-    }
-    size_t index = b->nrefs;
-    if (mg__buf_add_ref(b, mg__shbuf_release_ref, sb, view.readonly) < 0) {
-        mg__shbuf_decref(sb);
-        PyErr_NoMemory();
-        goto done;
-    }
     const char *fmt = view.format ? view.format : "B";
     size_t flen = strlen(fmt);
-    if (mg__put_ref_index(b, T_MEMVIEW, index) < 0)
-        goto done;
     int ok = mg__buf_put_u8(b, (unsigned char)view.readonly) == 0
              && put_varint(b, flen) == 0 && mg__buf_put(b, fmt, flen) == 0
              && put_varint(b, (uint64_t)view.ndim) == 0;
@@ -244,34 +254,20 @@ done:
     return rc;
 }
 
-/* Copy an out-of-band pickle buffer into a new shared block recorded as a
- * reference of b (the one copy it makes); write its index.  0 or -1. */
+/* An out-of-band pickle buffer: copied once into a shared block; its index
+ * written.  0 or -1. */
 static int
 enc_oob_buffer(mg__buf_t *b, PyObject *pb)
 {
     Py_buffer view;
+    size_t index;
     if (PyObject_GetBuffer(pb, &view, PyBUF_FULL_RO) < 0)
         return -1;
-    mg__shbuf_t *sb;
-    int rc = -1;
-    if (mg__shbuf_new((size_t)view.len, 1, &sb) != 0) {
+    int rc = copy_to_shared_ref(b, &view, &index);
+    if (rc == 0 && put_varint(b, index) < 0) {
         PyErr_NoMemory();
-        goto done;
+        rc = -1;
     }
-    int copied = mg__copy_buffer(sb->data, &view);
-    size_t index = b->nrefs;
-    if (copied < 0 || mg__buf_add_ref(b, mg__shbuf_release_ref, sb, view.readonly) < 0) {
-        mg__shbuf_decref(sb);
-        if (copied == 0)
-            PyErr_NoMemory();
-        goto done;
-    }
-    if (put_varint(b, index) < 0) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    rc = 0;
-done:
     PyBuffer_Release(&view);
     return rc;
 }

@@ -17,6 +17,7 @@
 #include "py/errors.h"
 #include "py/interp.h"
 #include "py/state.h"
+#include "core/channel.h"
 #include "core/pool.h"
 #include "core/sync.h"
 
@@ -180,9 +181,11 @@ worker_main(void *arg)
             mg__pool_set_broken(w->q);
             break;
         }
+        int64_t interp_id = PyInterpreterState_GetID(PyThreadState_GetInterpreter(ts));
         if (prepare_worker(w) < 0) {
             break_pool(w, "worker initialization failed");
             Py_EndInterpreter(ts);
+            mg__channels_drop_interp(interp_id);
             break;
         }
         int64_t served = 0;
@@ -201,6 +204,8 @@ worker_main(void *arg)
             }
         }
         Py_EndInterpreter(ts);
+        /* Channel handles whose objects did not die with the interpreter. */
+        mg__channels_drop_interp(interp_id);
     }
     workers_decref(w);
     return NULL;
