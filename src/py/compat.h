@@ -16,6 +16,13 @@
  * every interpreter keeps one idle "anchor" thread state until it closes. */
 #define MG__NEED_ANCHOR_TSTATE (PY_VERSION_HEX < 0x030D0000)
 
+/* CPython 3.12 corrupts shared static types when one interpreter is created
+ * or finalized while another is (seen on 3.12.1, pool workers recycling:
+ * "descriptor 'close' for '_io.BufferedReader' objects doesn't apply to a
+ * '_io.FileIO' object" in the new interpreter).  On 3.12 manygil creates
+ * and ends interpreters one at a time. */
+#define MG__SERIALIZE_LIFECYCLE (PY_VERSION_HEX < 0x030D0000)
+
 /* The calling thread's current thread state, or NULL; never fails. */
 static inline PyThreadState *
 mg__tstate_current(void)

@@ -168,6 +168,29 @@ mg__interp_run(int64_t id, mg__runfn_t fn, void *arg, mg__buf_t *out, int *raise
 
 /* ---- creation ---------------------------------------------------------- */
 
+static pthread_mutex_t lifecycle_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+void
+mg__lifecycle_lock(void)
+{
+    if (!MG__SERIALIZE_LIFECYCLE)
+        return;
+    if (pthread_mutex_trylock(&lifecycle_mutex) == 0)
+        return;
+    PyThreadState *cur = mg__tstate_current();
+    PyThreadState *saved = cur ? PyEval_SaveThread() : NULL;
+    pthread_mutex_lock(&lifecycle_mutex);
+    if (saved != NULL)
+        PyEval_RestoreThread(saved);
+}
+
+void
+mg__lifecycle_unlock(void)
+{
+    if (MG__SERIALIZE_LIFECYCLE)
+        pthread_mutex_unlock(&lifecycle_mutex);
+}
+
 PyInterpreterConfig
 mg__isolated_config(void)
 {
@@ -245,9 +268,11 @@ mg__interp_create(int64_t *id, const char **why)
 
     PyInterpreterConfig config = mg__isolated_config();
     PyThreadState *ts = NULL;
+    mg__lifecycle_lock();
     PyStatus status = Py_NewInterpreterFromConfig(&ts, &config);
     if (PyStatus_Exception(status) || ts == NULL) {
         /* CPython restored the caller's thread state. */
+        mg__lifecycle_unlock();
         mg__buf_free(&path);
         *why = status.err_msg;
         return MG_ECREATE;
@@ -288,6 +313,7 @@ mg__interp_create(int64_t *id, const char **why)
         PyThreadState_DeleteCurrent();
     }
 done:
+    mg__lifecycle_unlock();
     PyEval_RestoreThread(cur);
     mg__buf_free(&path);
     return rc;
@@ -316,12 +342,14 @@ mg__interp_close(int64_t id)
             goto done;
         }
     }
+    mg__lifecycle_lock();           /* no GIL held here */
     PyEval_RestoreThread(ts);
     for (size_t i = 0; i < nothers; i++) {
         PyThreadState_Clear(others[i]);
         PyThreadState_Delete(others[i]);
     }
     Py_EndInterpreter(ts);          /* leaves no current thread state */
+    mg__lifecycle_unlock();
     mg__registry_end_close(rec);
     /* Handles whose objects did not die with the interpreter. */
     mg__channels_drop_interp(id);

@@ -33,6 +33,14 @@ int mg__interp_close(int64_t id);
 int mg__interp_run(int64_t id, mg__runfn_t fn, void *arg, mg__buf_t *out,
                    int *raised);
 
+/* Bracket Py_NewInterpreterFromConfig / Py_EndInterpreter (and the new
+ * interpreter's bootstrap) on CPython versions that cannot create or end
+ * two interpreters at once (MG__SERIALIZE_LIFECYCLE); no-ops elsewhere.
+ * The lock is taken with no GIL held: mg__lifecycle_lock releases the
+ * caller's GIL (if any) while it waits. */
+void mg__lifecycle_lock(void);
+void mg__lifecycle_unlock(void);
+
 /* The configuration of every manygil interpreter: isolated, own GIL, no
  * fork/exec, no daemon threads, only extensions that support it. */
 PyInterpreterConfig mg__isolated_config(void);

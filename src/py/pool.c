@@ -141,13 +141,25 @@ done:
     t->elapsed_ns = mg__monotonic_ns() - start;
 }
 
-/* In a new worker interpreter: sys.path, then the initializer.  0 or -1
- * with an exception. */
-static int
-prepare_worker(workers_t *w)
+/* End a worker's interpreter (ts current, its GIL held) and drop the
+ * channel handles whose objects did not die with it. */
+static void
+end_interpreter(PyThreadState *ts, int64_t interp_id)
 {
-    if (mg__interp_bootstrap(&w->path) < 0)
-        return -1;
+    /* The lifecycle lock is taken without a GIL: let ours go meanwhile. */
+    PyEval_SaveThread();
+    mg__lifecycle_lock();
+    PyEval_RestoreThread(ts);
+    Py_EndInterpreter(ts);
+    mg__lifecycle_unlock();
+    mg__channels_drop_interp(interp_id);
+}
+
+/* In a new worker interpreter (after its bootstrap): the initializer.
+ * 0 or -1 with an exception. */
+static int
+run_initializer(workers_t *w)
+{
     if (w->init.len == 0)
         return 0;
     PyObject *init = mg__decode(&w->init);
@@ -175,17 +187,20 @@ worker_main(void *arg)
     while (again) {
         again = 0;
         PyThreadState *ts = NULL;
+        mg__lifecycle_lock();
         PyStatus status = Py_NewInterpreterFromConfig(&ts, &config);
         if (PyStatus_Exception(status) || ts == NULL) {
+            mg__lifecycle_unlock();
             /* No interpreter to report in: break the pool plainly. */
             mg__pool_set_broken(w->q);
             break;
         }
         int64_t interp_id = PyInterpreterState_GetID(PyThreadState_GetInterpreter(ts));
-        if (prepare_worker(w) < 0) {
+        int prepared = mg__interp_bootstrap(&w->path);
+        mg__lifecycle_unlock();
+        if (prepared < 0 || run_initializer(w) < 0) {
             break_pool(w, "worker initialization failed");
-            Py_EndInterpreter(ts);
-            mg__channels_drop_interp(interp_id);
+            end_interpreter(ts, interp_id);
             break;
         }
         int64_t served = 0;
@@ -203,9 +218,7 @@ worker_main(void *arg)
                 break;
             }
         }
-        Py_EndInterpreter(ts);
-        /* Channel handles whose objects did not die with the interpreter. */
-        mg__channels_drop_interp(interp_id);
+        end_interpreter(ts, interp_id);
     }
     workers_decref(w);
     return NULL;
