@@ -264,16 +264,18 @@ def test_two_interpreters_run_in_parallel(interp, interp2, two_cores):
     """Two threads, each driving its own interpreter with the same CPU-bound
     loop, take about as long as one (own GIL per interpreter)."""
     n = calibrate_busy(0.3)
-    best, samples = parallel_ratio(
-        lambda: interp.call(remote.busy, n),
-        lambda: interp2.call(remote.busy, n),
-    )
-    assert_parallel(best, samples, n)
+    def measure():
+        return parallel_ratio(lambda: interp.call(remote.busy, n),
+                              lambda: interp2.call(remote.busy, n))
+    best, samples = measure()
+    assert_parallel(best, samples, n, retry=measure)
 
 
 @pytest.mark.timeout(120)
 def test_two_interpreters_exec_in_parallel(interp, interp2, two_cores):
     n = calibrate_busy(0.3)
     code = f"t = 0\nfor i in range({n}):\n    t += i\n"
-    best, samples = parallel_ratio(lambda: interp.exec(code), lambda: interp2.exec(code))
-    assert_parallel(best, samples, n)
+    def measure():
+        return parallel_ratio(lambda: interp.exec(code), lambda: interp2.exec(code))
+    best, samples = measure()
+    assert_parallel(best, samples, n, retry=measure)

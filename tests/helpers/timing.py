@@ -131,10 +131,12 @@ def process_parallel_ratio(n, attempts=3):
     return best
 
 
-def assert_parallel(best, samples, n, limit=1.4):
+def assert_parallel(best, samples, n, retry=None, limit=1.4):
     """Pass when best < limit.  Otherwise measure two plain processes doing
     the same work: if they cannot reach the limit either, the VM is not
-    giving this test two cores right now -> skip (saying so); else fail."""
+    giving this test two cores right now -> skip (saying so).  If they can,
+    measure the interpreters once more (``retry()`` -> (best, samples)) right
+    after, to rule out a passing burst of load; fail only if that misses too."""
     import pytest
     if best < limit:
         return
@@ -142,5 +144,11 @@ def assert_parallel(best, samples, n, limit=1.4):
     if control >= limit - 0.1:
         pytest.skip(f"machine too busy to measure parallelism: two plain processes gave "
                     f"{control:.2f} (interpreters: {best:.2f}; samples {samples})")
+    if retry is not None:
+        again, more = retry()
+        if again < limit:
+            return
+        samples = samples + more
+        best = min(best, again)
     raise AssertionError(f"interpreters ratio {best:.2f} (two plain processes: {control:.2f}); "
                          f"(single, both, ratio) samples: {samples}")
