@@ -24,6 +24,9 @@ import time
 import manygil
 from manygil import _core
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_common import raw_create_close  # noqa: E402
+
 
 def best_of(fn, repeat=5, number=1):
     best = float("inf")
@@ -57,21 +60,6 @@ def rss_growth(cycle, warmup=20, cycles=200) -> float:
     for _ in range(cycles):
         cycle()
     return rss_mib() - before
-
-
-def raw_create_close():
-    """One create/destroy of an isolated interpreter with CPython's private
-    module (the baseline for what CPython itself keeps per interpreter)."""
-    try:
-        import _interpreters as raw  # 3.13+
-        return lambda: raw.destroy(raw.create(raw.new_config("isolated")))
-    except ImportError:
-        pass
-    try:
-        import _xxsubinterpreters as raw  # 3.12
-        return lambda: raw.destroy(raw.create(isolated=True))
-    except ImportError:
-        return None
 
 
 def identity(x):

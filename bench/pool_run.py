@@ -26,6 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:            # workers copy sys.path at pool creation
     sys.path.insert(0, HERE)
 
+from bench_common import raw_create_close  # noqa: E402
 from pool_funcs import hold, inc, noop, spin  # noqa: E402
 
 TINY_N = 20_000
@@ -122,20 +123,6 @@ def cold(make) -> dict:
     return {"first": times[0], "rest": times[1:]}
 
 
-def raw_create_destroy():
-    """CPython's own create/destroy of an isolated interpreter, or None."""
-    try:
-        import _interpreters as raw  # 3.13+
-        return lambda: raw.destroy(raw.create(raw.new_config("isolated")))
-    except ImportError:
-        pass
-    try:
-        import _xxsubinterpreters as raw  # 3.12
-        return lambda: raw.destroy(raw.create(isolated=True))
-    except ImportError:
-        return None
-
-
 def bare(executor: str) -> dict:
     """One bare interpreter: create (+ close), best of 5 after a warm-up."""
     out: dict = {}
@@ -153,7 +140,7 @@ def bare(executor: str) -> dict:
             only.append(time.perf_counter() - t0)
             interp.close()
         out["manygil_create"] = only
-    raw = raw_create_destroy()
+    raw = raw_create_close()
     if raw is not None:
         raw()
         out["raw_create_destroy"] = repeat(raw, times=5, budget=1e9)
