@@ -265,33 +265,35 @@ def mg_interp():
     return _interp
 
 
-def mg_channel_latency() -> dict:
+def mg_latency(make_pair, echo) -> dict:
+    """Round trips to an echo loop in a manygil interpreter: make_pair()
+    gives ((send, recv) for main, (in, out) for the loop)."""
     interp = mg_interp()
-    r1, s1 = manygil.create_channel()
-    r2, s2 = manygil.create_channel()
-    th = InterpThread(interp.call, echo_channel, r1, s2)
+    (send, recv), loop_ends = make_pair()
+    th = InterpThread(interp.call, echo, *loop_ends)
     try:
         def rt(i):
-            s1.send(i)
-            return r2.recv()
-        return time_round_trips(rt, check_first=lambda i: (s1.send(i), r2.recv(timeout=10))[1])
+            send(i)
+            return recv()
+        return time_round_trips(rt, check_first=lambda i: (send(i), recv(timeout=10))[1])
     finally:
-        s1.send(None)
+        send(None)
         th.join()
+
+
+def mg_channel_latency() -> dict:
+    def pair():
+        r1, s1 = manygil.create_channel()
+        r2, s2 = manygil.create_channel()
+        return (s1.send, r2.recv), (r1, s2)
+    return mg_latency(pair, echo_channel)
 
 
 def mg_queue_latency() -> dict:
-    interp = mg_interp()
-    q1, q2 = manygil.create_queue(), manygil.create_queue()
-    th = InterpThread(interp.call, echo_queue, q1, q2)
-    try:
-        def rt(i):
-            q1.put(i)
-            return q2.get()
-        return time_round_trips(rt, check_first=lambda i: (q1.put(i), q2.get(timeout=10))[1])
-    finally:
-        q1.put(None)
-        th.join()
+    def pair():
+        q1, q2 = manygil.create_queue(), manygil.create_queue()
+        return (q1.put, q2.get), (q1, q2)
+    return mg_latency(pair, echo_queue)
 
 
 def send_all(send, kind: str) -> None:

@@ -15,6 +15,7 @@ import time
 import pytest
 
 import manygil
+from helpers.timing import calibrate_busy
 from helpers import pool_funcs as pf
 from helpers.pool_util import make_pool, wait_for_file
 
@@ -508,17 +509,6 @@ def test_recycling_under_load_loses_nothing():
 
 # --- CPU-bound speed-up (same-run ratio) --------------------------------------
 
-def _calibrate_busy(seconds):
-    n = 50_000
-    while True:
-        t0 = time.perf_counter()
-        pf.busy(n)
-        elapsed = time.perf_counter() - t0
-        if elapsed > 0.05:
-            return max(1, int(n * seconds / elapsed))
-        n *= 4
-
-
 class _Control:
     """Same workload on two plain manygil interpreters driven by two threads:
     the speed-up this machine gives right now without the pool."""
@@ -558,7 +548,7 @@ def test_cpu_bound_parallel_speedup():
     interleaved with a control (the same work on two plain interpreters in
     two threads).  If the control does not reach 1.4 either, the machine has
     no 2 free cores now and the test skips; otherwise the pool must too."""
-    n = _calibrate_busy(0.15)
+    n = calibrate_busy(0.15)
 
     def sequential():
         t0 = time.perf_counter()

@@ -9,6 +9,8 @@ import os
 import sys
 import time
 
+from helpers import remote as _remote
+
 # ---- plain values ------------------------------------------------------------
 
 
@@ -41,12 +43,8 @@ def sleep_return(seconds, value=None):
     return value
 
 
-def busy(n):
-    """CPU-bound pure-Python loop (holds the worker's own GIL)."""
-    total = 0
-    for i in range(n):
-        total += i
-    return total
+# CPU-bound pure-Python loop (holds the worker's own GIL): the one in remote.
+busy = _remote.busy
 
 
 def get_sys_path():
