@@ -54,13 +54,14 @@ extern "C" {
   X(TIMEDOUT, -17, "timed out")                                                 \
   X(WRONGEND, -18, "wrong end of the channel for this operation")              \
   X(BROKEN,   -19, "the pool is broken (a worker failed to start)")             \
-  X(CANCELLED, -20, "the task was cancelled")
+  X(CANCELLED, -20, "the task was cancelled")                                  \
+  X(DEADLOCK, -21, "deadlock: no one can ever complete this wait")
 
 typedef enum {
 #define MG__ERR_ENUM(name, val, msg) MG_E##name = (val),
   MG_ERRNO_MAP(MG__ERR_ENUM)
 #undef MG__ERR_ENUM
-  MG_E__LAST = -21
+  MG_E__LAST = -22
 } mg_errno_t;
 
 /* Return a static, human readable message for an MG_E* code ("unknown error"

@@ -23,17 +23,28 @@ from ._errors import (
     ChannelFullError,
     ChannelNotFoundError,
     ChannelTimeoutError,
+    DeadlockError,
     ExecutionFailed,
     InterpreterError,
     InterpreterNotFoundError,
     NotShareableError,
     QueueEmpty,
     QueueFull,
+    TaskTimeout,
 )
+from ._watch import HangReport, Watchdog, configure, dump_stacks, format_stacks, watchdog
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DeadlockError",
+    "TaskTimeout",
+    "configure",
+    "watchdog",
+    "Watchdog",
+    "HangReport",
+    "dump_stacks",
+    "format_stacks",
     "Interpreter",
     "create",
     "list_all",
@@ -81,6 +92,9 @@ def _close_all_at_exit() -> None:
 
 if _core.get_current() == _core.get_main():
     _atexit.register(_close_all_at_exit)
+    import threading as _threading
+    _core._init_main(_threading.main_thread().ident, _threading.active_count() - 1)
+    del _threading
 
 _POOL_NAMES = ("InterpreterPoolExecutor", "BrokenInterpreterPool", "map")
 

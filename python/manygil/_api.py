@@ -80,6 +80,17 @@ class Interpreter:
         """Whether some thread is running code in the interpreter now."""
         return _core.is_running(self._id)
 
+    def interrupt(self, exc: type[BaseException] = KeyboardInterrupt) -> int:
+        """Raise ``exc`` (a built-in exception class) at the next bytecode
+        boundary in every thread now running :meth:`exec` or :meth:`call` in
+        this interpreter; each of those calls then fails with
+        :class:`ExecutionFailed` naming ``exc``.  Returns how many threads
+        were interrupted (0 if none was running code here).
+
+        Code in C that does not return to Python (``time.sleep``, a blocking
+        read, a manygil wait) sees the interrupt only when it returns."""
+        return _core._interrupt(self._id, exc)
+
     def close(self) -> None:
         """Close the interpreter.  Closing a closed one does nothing;
         closing one that runs code raises :class:`InterpreterError`."""

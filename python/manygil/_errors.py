@@ -4,6 +4,8 @@ from __future__ import annotations
 import queue as _queue
 
 __all__ = [
+    "DeadlockError",
+    "TaskTimeout",
     "ChannelError",
     "ChannelNotFoundError",
     "ChannelClosedError",
@@ -55,6 +57,17 @@ class ChannelFullError(ChannelError):
 
 class ChannelTimeoutError(ChannelError, TimeoutError):
     """A send or receive waited for its whole timeout."""
+
+
+class DeadlockError(RuntimeError):
+    """A blocking channel or queue operation can never complete: every
+    interpreter that could satisfy it is itself blocked in such a wait (the
+    message names the cycle: interpreters, channels, directions)."""
+
+
+class TaskTimeout(TimeoutError):
+    """A pool task ran longer than the pool's ``task_timeout`` and was
+    interrupted (or its worker abandoned)."""
 
 
 class QueueEmpty(_queue.Empty):

@@ -299,6 +299,7 @@ mg__channel_detach(mg__channel_t *ch, int64_t interp, int ends)
     free_items(dropped);
     if (fully)
         table_remove(ch);
+    mg__waits_poke();               /* fewer holders: a wait may have become hopeless */
 }
 
 void
@@ -382,14 +383,19 @@ wait_locked(mg__channel_t *ch, mg__cond_t *c, int64_t deadline_ns, mg__wait_t *w
             int *registered)
 {
     if (w != NULL && !*registered) {
+        w->chan = ch;
         mg__waits_add(w);
         *registered = 1;
     }
-    if (deadline_ns < 0) {
+    if (w != NULL && w->broken)
+        return MG_EDEADLOCK;
+    int rc = 0;
+    if (deadline_ns < 0)
         mg__cond_wait(c, &ch->mu);
-        return 0;
-    }
-    return mg__cond_timedwait(c, &ch->mu, deadline_ns) ? MG_ETIMEDOUT : 0;
+    else
+        rc = mg__cond_timedwait(c, &ch->mu, deadline_ns) ? MG_ETIMEDOUT : 0;
+    /* The deadlock detector sets the flag under ch->mu, then wakes us. */
+    return (w != NULL && w->broken) ? MG_EDEADLOCK : rc;
 }
 
 int
@@ -423,9 +429,10 @@ mg__channel_send(mg__channel_t *ch, mg__buf_t *item, int64_t deadline_ns, mg__wa
             rc = MG_EFULL;
             break;
         }
-        if (wait_locked(ch, &ch->not_full, deadline_ns, w, &registered) == MG_ETIMEDOUT
-                && ch->count >= ch->maxsize && !ch->send_closed && !ch->recv_closed) {
-            rc = MG_ETIMEDOUT;
+        int wrc = wait_locked(ch, &ch->not_full, deadline_ns, w, &registered);
+        if (wrc == MG_EDEADLOCK || (wrc == MG_ETIMEDOUT && ch->count >= ch->maxsize
+                                    && !ch->send_closed && !ch->recv_closed)) {
+            rc = wrc;
             break;
         }
     }
@@ -463,9 +470,10 @@ mg__channel_recv(mg__channel_t *ch, mg__buf_t *out, int64_t deadline_ns, mg__wai
             rc = MG_EEMPTY;
             break;
         }
-        if (wait_locked(ch, &ch->not_empty, deadline_ns, w, &registered) == MG_ETIMEDOUT
-                && ch->head == NULL && !ch->send_closed && !ch->recv_closed) {
-            rc = MG_ETIMEDOUT;
+        int wrc = wait_locked(ch, &ch->not_empty, deadline_ns, w, &registered);
+        if (wrc == MG_EDEADLOCK || (wrc == MG_ETIMEDOUT && ch->head == NULL
+                                    && !ch->send_closed && !ch->recv_closed)) {
+            rc = wrc;
             break;
         }
     }
@@ -477,4 +485,48 @@ mg__channel_recv(mg__channel_t *ch, mg__buf_t *out, int64_t deadline_ns, mg__wai
         free(node);
     }
     return rc;
+}
+
+/* ---- for the deadlock detector ----------------------------------------- */
+
+void mg__channel_incref_void(void *ch) { mg__channel_incref(ch); }
+
+int
+mg__channel_peers(mg__channel_t *ch, int end, int64_t *interps, size_t cap, size_t *n)
+{
+    int rc = 0;
+    *n = 0;
+    mg__mutex_lock(&ch->mu);
+    int closed = (end & MG__END_SEND) ? ch->send_closed : ch->recv_closed;
+    if (ch->send_closed || ch->recv_closed || closed || (ch->pinned & end)) {
+        rc = 1;
+        goto done;
+    }
+    for (size_t i = 0; i < ch->nholders; i++) {
+        const mg__holder_t *h = &ch->holders[i];
+        int64_t count = ((end & MG__END_SEND) ? h->send : 0) + ((end & MG__END_RECV) ? h->recv : 0);
+        if (count == 0)
+            continue;
+        if (h->interp == MG__TRANSIT || *n == cap) {
+            rc = 1;
+            goto done;
+        }
+        interps[(*n)++] = h->interp;
+    }
+done:
+    mg__mutex_unlock(&ch->mu);
+    return rc;
+}
+
+int
+mg__channel_break_wait(mg__channel_t *ch, uint64_t serial, const char *why)
+{
+    mg__mutex_lock(&ch->mu);
+    int found = mg__waits_break(serial, why);
+    if (found) {
+        mg__cond_broadcast(&ch->not_empty);
+        mg__cond_broadcast(&ch->not_full);
+    }
+    mg__mutex_unlock(&ch->mu);
+    return found;
 }

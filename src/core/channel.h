@@ -77,4 +77,20 @@ int mg__channel_recv(mg__channel_t *ch, mg__buf_t *out, int64_t deadline_ns,
  * the items left.  Harmless when already closed. */
 void mg__channel_close(mg__channel_t *ch, int ends);
 
+/* ---- for the deadlock detector ---------------------------------------- */
+
+/* mg__channel_incref for a void pointer (a mg__waits_snapshot callback). */
+void mg__channel_incref_void(void *ch);
+
+/* The interpreters holding handles on `end` (MG__END_SEND, _RECV, or _BOTH
+ * for a queue) of ch, into interps (up to cap; *n set).  Returns 1 if
+ * anyone else may act on that end: a plain id pins it, a handle travels
+ * inside an encoding, more than cap holders, or the channel is closed
+ * (a waiter wakes by itself); else 0. */
+int mg__channel_peers(mg__channel_t *ch, int end, int64_t *interps, size_t cap, size_t *n);
+
+/* Break the wait `serial` blocked on ch: it returns MG_EDEADLOCK and the
+ * waiter finds `why` in its record.  1 if the wait was still there. */
+int mg__channel_break_wait(mg__channel_t *ch, uint64_t serial, const char *why);
+
 #endif /* MG_CORE_CHANNEL_H */

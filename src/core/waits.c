@@ -1,32 +1,57 @@
-/* waits.c -- the table of blocked waits (see waits.h).  One leaf mutex. */
+/* waits.c -- the activity table (see waits.h).  One mutex; a leaf except
+ * that mg__waits_break is called with a channel mutex held (channel mutex,
+ * then this one: never the other way). */
 #include <stdlib.h>
+#include <string.h>
 #include "manygil.h"
 #include "core/sync.h"
 #include "core/waits.h"
 
 static struct {
     mg__mutex_t mutex;
+    mg__cond_t changed;         /* broadcast when generation moves (lazily initialized) */
+    int cond_ready;             /* guarded by mutex */
     mg__wait_t *head;           /* guarded by mutex */
     size_t count;               /* guarded by mutex */
-} waits = { .mutex = MG__MUTEX_INIT };
+    size_t forever;             /* guarded by mutex: waits without deadline */
+    uint64_t next_serial;       /* guarded by mutex */
+    uint64_t generation;        /* atomic */
+    int sleepers;               /* guarded by mutex: threads in wait_change */
+} waits = { .mutex = MG__MUTEX_INIT, .next_serial = 1 };
 
-void
-mg__waits_add(mg__wait_t *w)
+static int
+is_forever_wait(const mg__wait_t *w)
 {
-    mg__mutex_lock(&waits.mutex);
+    return (w->kind == MG__WAIT_SEND || w->kind == MG__WAIT_RECV) && w->forever;
+}
+
+/* Move the generation and wake sleepers (mutex held). */
+static void
+changed_locked(void)
+{
+    __atomic_add_fetch(&waits.generation, 1, __ATOMIC_RELEASE);
+    if (waits.sleepers > 0)
+        mg__cond_broadcast(&waits.changed);
+}
+
+static void
+link_locked(mg__wait_t *w)
+{
+    w->serial = waits.next_serial++;
     w->prev = NULL;
     w->next = waits.head;
     if (waits.head != NULL)
         waits.head->prev = w;
     waits.head = w;
     waits.count++;
-    mg__mutex_unlock(&waits.mutex);
+    if (is_forever_wait(w))
+        waits.forever++;
+    changed_locked();
 }
 
-void
-mg__waits_remove(mg__wait_t *w)
+static void
+unlink_locked(mg__wait_t *w)
 {
-    mg__mutex_lock(&waits.mutex);
     if (w->prev != NULL)
         w->prev->next = w->next;
     else
@@ -34,11 +59,31 @@ mg__waits_remove(mg__wait_t *w)
     if (w->next != NULL)
         w->next->prev = w->prev;
     waits.count--;
+    if (is_forever_wait(w))
+        waits.forever--;
+    changed_locked();
+}
+
+void
+mg__waits_add(mg__wait_t *w)
+{
+    w->broken = 0;
+    w->why = NULL;
+    mg__mutex_lock(&waits.mutex);
+    link_locked(w);
+    mg__mutex_unlock(&waits.mutex);
+}
+
+void
+mg__waits_remove(mg__wait_t *w)
+{
+    mg__mutex_lock(&waits.mutex);
+    unlink_locked(w);
     mg__mutex_unlock(&waits.mutex);
 }
 
 int
-mg__waits_snapshot(mg__wait_t **out, size_t *n)
+mg__waits_snapshot(mg__wait_t **out, size_t *n, void (*ref_chan)(void *))
 {
     mg__mutex_lock(&waits.mutex);
     mg__wait_t *arr = malloc((waits.count ? waits.count : 1) * sizeof *arr);
@@ -50,6 +95,9 @@ mg__waits_snapshot(mg__wait_t **out, size_t *n)
     for (mg__wait_t *w = waits.head; w != NULL; w = w->next) {
         arr[i] = *w;
         arr[i].prev = arr[i].next = NULL;
+        arr[i].why = NULL;
+        if (ref_chan != NULL && w->chan != NULL)
+            ref_chan(w->chan);
         i++;
     }
     mg__mutex_unlock(&waits.mutex);
@@ -57,3 +105,116 @@ mg__waits_snapshot(mg__wait_t **out, size_t *n)
     *n = i;
     return 0;
 }
+
+int
+mg__waits_break(uint64_t serial, const char *why)
+{
+    int found = 0;
+    mg__mutex_lock(&waits.mutex);
+    for (mg__wait_t *w = waits.head; w != NULL; w = w->next) {
+        if (w->serial == serial && !w->broken) {
+            w->broken = 1;
+            w->why = strdup(why);       /* NULL on ENOMEM: the waiter copes */
+            found = 1;
+            break;
+        }
+    }
+    mg__mutex_unlock(&waits.mutex);
+    return found;
+}
+
+uint64_t
+mg__waits_generation(void)
+{
+    return __atomic_load_n(&waits.generation, __ATOMIC_ACQUIRE);
+}
+
+void
+mg__waits_poke(void)
+{
+    mg__mutex_lock(&waits.mutex);
+    changed_locked();
+    mg__mutex_unlock(&waits.mutex);
+}
+
+uint64_t
+mg__waits_wait_change(uint64_t seen, int64_t timeout_ns)
+{
+    mg__mutex_lock(&waits.mutex);
+    if (!waits.cond_ready) {
+        if (mg__cond_init(&waits.changed) != 0) {
+            mg__mutex_unlock(&waits.mutex);
+            return mg__waits_generation();
+        }
+        waits.cond_ready = 1;
+    }
+    int64_t deadline = timeout_ns < 0 ? -1 : mg__monotonic_ns() + timeout_ns;
+    waits.sleepers++;
+    while (__atomic_load_n(&waits.generation, __ATOMIC_ACQUIRE) == seen) {
+        if (deadline < 0)
+            mg__cond_wait(&waits.changed, &waits.mutex);
+        else if (mg__cond_timedwait(&waits.changed, &waits.mutex, deadline))
+            break;
+    }
+    waits.sleepers--;
+    uint64_t g = waits.generation;
+    mg__mutex_unlock(&waits.mutex);
+    return g;
+}
+
+size_t
+mg__waits_forever_count(void)
+{
+    mg__mutex_lock(&waits.mutex);
+    size_t n = waits.forever;
+    mg__mutex_unlock(&waits.mutex);
+    return n;
+}
+
+/* ---- homes of threads started inside interpreters ----------------------- */
+
+static int
+home_add(int64_t interp, unsigned long ident)
+{
+    mg__wait_t *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return MG_ENOMEM;
+    w->kind = MG__ACT_HOME;
+    w->interp_id = interp;
+    w->thread_ident = ident;
+    w->since_ns = mg__monotonic_ns();
+    mg__mutex_lock(&waits.mutex);
+    link_locked(w);
+    mg__mutex_unlock(&waits.mutex);
+    return 0;
+}
+
+/* Remove (and free) one home of (interp, ident). */
+static void
+home_remove(int64_t interp, unsigned long ident)
+{
+    mg__wait_t *found = NULL;
+    mg__mutex_lock(&waits.mutex);
+    for (mg__wait_t *w = waits.head; w != NULL; w = w->next) {
+        if (w->kind == MG__ACT_HOME && w->interp_id == interp && w->thread_ident == ident) {
+            unlink_locked(w);
+            found = w;
+            break;
+        }
+    }
+    mg__mutex_unlock(&waits.mutex);
+    free(found);
+}
+
+int mg__waits_home_announce(int64_t interp) { return home_add(interp, 0); }
+void mg__waits_home_cancel(int64_t interp) { home_remove(interp, 0); }
+
+int
+mg__waits_home_arrive(int64_t interp, unsigned long ident)
+{
+    int rc = home_add(interp, ident);
+    home_remove(interp, 0);
+    return rc;
+}
+
+void mg__waits_home_leave(int64_t interp, unsigned long ident) { home_remove(interp, ident); }

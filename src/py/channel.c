@@ -76,6 +76,20 @@ current_interp_id(void)
 
 /* ---- blocking ---------------------------------------------------------- */
 
+/* Raise DeadlockError with the detector's message (freed here); -1. */
+static int
+raise_deadlock(mg__wait_t *w)
+{
+    PyObject *cls = mg__import_attr("manygil._errors", "DeadlockError");
+    if (cls != NULL) {
+        PyErr_SetString(cls, w->why ? w->why : mg_strerror(MG_EDEADLOCK));
+        Py_DECREF(cls);
+    }
+    free(w->why);
+    w->why = NULL;
+    return -1;
+}
+
 /* Send *buf to (or receive into *buf from) ch, waiting up to timeout_ns
  * (-1: for ever; 0: not at all).  Returns 0, an MG_E* code, or -1 with a
  * Python exception (a signal handler raised, e.g. KeyboardInterrupt). */
@@ -95,6 +109,7 @@ blocking(int is_send, mg__channel_t *ch, int64_t id, mg__buf_t *buf, int64_t tim
         .thread_ident = PyThread_get_thread_ident(),
         .end_id = id,
         .kind = is_send ? MG__WAIT_SEND : MG__WAIT_RECV,
+        .forever = deadline < 0,
         .since_ns = start,
     };
     for (;;) {
@@ -107,6 +122,8 @@ blocking(int is_send, mg__channel_t *ch, int64_t id, mg__buf_t *buf, int64_t tim
         Py_BEGIN_ALLOW_THREADS
         rc = is_send ? mg__channel_send(ch, buf, d, &w) : mg__channel_recv(ch, buf, d, &w);
         Py_END_ALLOW_THREADS
+        if (rc == MG_EDEADLOCK)
+            return raise_deadlock(&w);
         if (rc != MG_ETIMEDOUT)
             return rc;
         if (deadline >= 0 && mg__monotonic_ns() >= deadline)
@@ -674,20 +691,20 @@ fn_waits(PyObject *mod, PyObject *unused)
     (void)mod; (void)unused;
     mg__wait_t *ws;
     size_t n;
-    int rc = mg__waits_snapshot(&ws, &n);
+    int rc = mg__waits_snapshot(&ws, &n, NULL);
     if (rc)
         return mg__raise(rc, NULL);
-    PyObject *list = PyList_New((Py_ssize_t)n);
+    PyObject *list = PyList_New(0);
     for (size_t i = 0; list != NULL && i < n; i++) {
+        if (ws[i].kind != MG__WAIT_SEND && ws[i].kind != MG__WAIT_RECV)
+            continue;               /* runs and homes: see _activity() */
         PyObject *t = Py_BuildValue("(LkLsL)", (long long)ws[i].interp_id, ws[i].thread_ident,
                                     (long long)ws[i].end_id,
                                     ws[i].kind == MG__WAIT_SEND ? "send" : "recv",
                                     (long long)ws[i].since_ns);
-        if (t == NULL) {
+        if (t == NULL || PyList_Append(list, t) < 0)
             Py_CLEAR(list);
-            break;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, t);
+        Py_XDECREF(t);
     }
     free(ws);
     return list;

@@ -16,7 +16,12 @@
 #include "manygil.h"
 #include "py/interp.h"
 #include "py/codec.h"
+#include "py/watch.h"
 #include "core/channel.h"
+#include "core/sync.h"
+#include "core/waits.h"
+
+static int run_switched(int64_t id, mg__runfn_t fn, void *arg, mg__buf_t *out, int *raised);
 
 /* ---- switching --------------------------------------------------------- */
 
@@ -148,6 +153,36 @@ mg__capture_exception(mg__buf_t *out)
 int
 mg__interp_run(int64_t id, mg__runfn_t fn, void *arg, mg__buf_t *out, int *raised)
 {
+    return mg__interp_run_as(id, NULL, fn, arg, out, raised);
+}
+
+int
+mg__interp_run_as(int64_t id, const char *what, mg__runfn_t fn, void *arg, mg__buf_t *out,
+                  int *raised)
+{
+    mg__wait_t run = {
+        .interp_id = id,
+        .thread_ident = PyThread_get_thread_ident(),
+        .kind = MG__ACT_RUN,
+        .what = what,
+    };
+    if (what != NULL) {
+        run.since_ns = mg__monotonic_ns();
+        mg__waits_add(&run);
+    }
+    int sigint = what != NULL && mg__sigint_enter(id);
+    int rc = run_switched(id, fn, arg, out, raised);
+    if (sigint)
+        mg__sigint_leave();
+    if (what != NULL)
+        mg__waits_remove(&run);
+    return rc;
+}
+
+/* mg__interp_run without the bookkeeping. */
+static int
+run_switched(int64_t id, mg__runfn_t fn, void *arg, mg__buf_t *out, int *raised)
+{
     mg__switch_t sw;
     int rc = switch_in(id, &sw);
     if (rc)
@@ -239,7 +274,7 @@ mg__interp_bootstrap(const mg__buf_t *path)
     if (ns == NULL || PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0)
         goto done;
     res = PyRun_String(IMPORT_HINT_SRC, Py_file_input, ns, ns);
-    if (res == NULL)
+    if (res == NULL || mg__track_threads() < 0)
         goto done;
     rc = 0;
 done:

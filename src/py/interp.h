@@ -33,6 +33,21 @@ int mg__interp_close(int64_t id);
 int mg__interp_run(int64_t id, mg__runfn_t fn, void *arg, mg__buf_t *out,
                    int *raised);
 
+/* mg__interp_run recorded in the activity table as a run named `what`
+ * ("exec", "call"...: a static string; NULL records nothing), so the
+ * watchdog, interrupts and the deadlock detector see it.  When the main
+ * thread runs code in another interpreter this way, Ctrl-C interrupts that
+ * code (see mg__sigint_enter). */
+int mg__interp_run_as(int64_t id, const char *what, mg__runfn_t fn, void *arg,
+                      mg__buf_t *out, int *raised);
+
+/* (watch.c) If the calling thread is the main thread of the main
+ * interpreter and `id` is another interpreter, arrange for SIGINT to
+ * interrupt the code it is about to run there and return 1 (then call
+ * mg__sigint_leave afterwards); else 0. */
+int mg__sigint_enter(int64_t id);
+void mg__sigint_leave(void);
+
 /* Bracket Py_NewInterpreterFromConfig / Py_EndInterpreter (and the new
  * interpreter's bootstrap) on CPython versions that cannot create or end
  * two interpreters at once (MG__SERIALIZE_LIFECYCLE); no-ops elsewhere.

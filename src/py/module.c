@@ -13,6 +13,7 @@
 #include "py/codec.h"
 #include "py/errors.h"
 #include "py/interp.h"
+#include "py/watch.h"
 #include "py/state.h"
 #include <marshal.h>
 
@@ -66,18 +67,23 @@ raise_remote(const mg__buf_t *info_buf)
  * caller's interpreter: the decoded value, ExecutionFailed, or the error for
  * an MG_E* code. */
 static PyObject *
-run_and_decode(int64_t id, mg__runfn_t fn, void *arg)
+run_and_decode(int64_t id, const char *what, mg__runfn_t fn, void *arg)
 {
     mg__buf_t out = MG__BUF_INIT;
     int raised = 0;
     PyObject *res = NULL;
-    int rc = mg__interp_run(id, fn, arg, &out, &raised);
+    int rc = mg__interp_run_as(id, what, fn, arg, &out, &raised);
+    /* Ctrl-C while the main thread ran code elsewhere: that code was
+     * interrupted; here the signal's own handler speaks (KeyboardInterrupt). */
+    if (what != NULL && PyErr_CheckSignals() < 0)
+        goto done;
     if (rc)
         mg__raise(rc, "interpreter %lld", (long long)id);
     else if (raised)
         raise_remote(&out);
     else
         res = mg__decode(&out);
+done:
     mg__buf_free(&out);
     return res;
 }
@@ -164,7 +170,7 @@ core_exec(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         return PyErr_Format(PyExc_TypeError,
                             "exec() expects a str or a code object, not %.200s", Py_TYPE(src)->tp_name);
     }
-    PyObject *res = run_and_decode(id, exec_in_target, &arg);
+    PyObject *res = run_and_decode(id, "exec", exec_in_target, &arg);
     Py_XDECREF(marshalled);
     return res;
 }
@@ -227,7 +233,7 @@ core_call(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     payload.borrow = 1;             /* decoded and freed while we wait */
     PyObject *res = NULL;
     if (mg__encode(triple, &payload) == 0)
-        res = run_and_decode(id, call_in_target, &payload);
+        res = run_and_decode(id, "call", call_in_target, &payload);
     mg__buf_free(&payload);
     Py_DECREF(triple);
     return res;
@@ -279,7 +285,7 @@ core_prepare_main(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     payload.borrow = 1;             /* decoded and freed while we wait */
     PyObject *res = NULL;
     if (mg__encode(ns, &payload) == 0)
-        res = run_and_decode(id, prepare_in_target, &payload);
+        res = run_and_decode(id, NULL, prepare_in_target, &payload);
     mg__buf_free(&payload);
     return res;
 }
@@ -315,7 +321,7 @@ core_thread_state_count(PyObject *mod, PyObject *arg)
     int64_t id;
     if (parse_id(arg, &id) < 0)
         return NULL;
-    return run_and_decode(id, count_tstates_in_target, NULL);
+    return run_and_decode(id, NULL, count_tstates_in_target, NULL);
 }
 
 /* ---- lifecycle --------------------------------------------------------- */
@@ -536,7 +542,8 @@ core_exec_module(PyObject *mod)
     if (mg__channel_types_add(mod, PyModule_GetState(mod)) < 0
             || mg__pool_type_add(mod, PyModule_GetState(mod)) < 0
             || mg__shbuf_type_add(mod, PyModule_GetState(mod)) < 0
-            || PyModule_AddFunctions(mod, mg__channel_functions) < 0)
+            || PyModule_AddFunctions(mod, mg__channel_functions) < 0
+            || PyModule_AddFunctions(mod, mg__watch_functions) < 0)
         return -1;
     if (PyModule_AddIntConstant(mod, "CODEC_MAX_DEPTH", MG__CODEC_MAX_DEPTH) < 0)
         return -1;

@@ -1,0 +1,21 @@
+/* watch.h -- diagnostics shared with the rest of src/py (see watch.c). */
+#ifndef MG_PY_WATCH_H
+#define MG_PY_WATCH_H
+
+#include <stdint.h>
+#include "py/compat.h"
+
+/* Interrupt thread `ident` running in interpreter `interp` by raising the
+ * builtins exception class named `exc` at its next bytecode boundary, from
+ * a new detached thread (the caller does not wait).  0 or MG_ENOMEM. */
+int mg__interrupt_async(int64_t interp, unsigned long ident, const char *exc);
+
+/* In the current interpreter: make threads started from now on (by
+ * _thread or threading) known to the deadlock detector.  0 or -1 with an
+ * exception. */
+int mg__track_threads(void);
+
+/* _core's diagnostic functions (_interrupt, _activity, _configure...). */
+extern PyMethodDef mg__watch_functions[];
+
+#endif /* MG_PY_WATCH_H */
