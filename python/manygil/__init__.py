@@ -80,6 +80,9 @@ def _close_all_at_exit() -> None:
 
     Runs after non-daemon threads were joined; an interpreter that still runs
     code (in a daemon thread) is left alone rather than waited for."""
+    # Abandoned pool workers stuck for good: end their interpreters here
+    # (3.13 would at finalization; 3.12 would abort).
+    _core._end_abandoned()
     main = _core.get_main()
     for interp_id in reversed(_core.list_all()):
         if interp_id == main:

@@ -18,7 +18,8 @@ from concurrent.futures import BrokenExecutor, Executor, Future, InvalidStateErr
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
 from . import _core
-from ._errors import ExceptionInfo, ExceptionType, ExecutionFailed
+from ._errors import ExceptionInfo, ExceptionType, ExecutionFailed, TaskTimeout
+from . import _watch
 
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Iterator
@@ -27,6 +28,7 @@ __all__ = ["InterpreterPoolExecutor", "BrokenInterpreterPool", "map"]
 
 _OK, _RAISED = 0, 1
 _CANCELLED = -20                  # MG_ECANCELLED
+_TIMEDOUT = -17                   # MG_ETIMEDOUT: interrupted by task_timeout
 _BROKEN = -19                     # MG_EBROKEN
 
 # map(): chunks aim at this much work each, and this many are in flight per worker.
@@ -87,18 +89,30 @@ class _TaskFuture(Future):
         return super().result(timeout)
 
     def cancel(self) -> bool:
+        """Cancel the task: a queued one is taken off the queue; a running
+        one is interrupted inside its worker (KeyboardInterrupt at its next
+        bytecode boundary; after ``interrupt_grace`` seconds without
+        stopping, its worker is abandoned and replaced).  False only when
+        the task has already finished."""
         if self.done():
             return self.cancelled()
-        if not self._pool._core.cancel(self._seq):
-            return False
+        pool = self._pool
+        if not pool._core.cancel(self._seq):
+            if not pool._core.interrupt(self._seq, True):
+                return False
+            pool._note_interrupt(self._seq, "cancel")
         if super().cancel():
             self.set_running_or_notify_cancel()     # wakes wait() / as_completed()
         return True
 
 
-def _resolve(fut: Future, status: int, value: Any, broken_reason: Callable[[], BaseException]) -> None:
+def _resolve(fut: Future, status: int, value: Any, broken_reason: Callable[[], BaseException],
+             timeout: float | None = None) -> None:
     try:
-        if status == _OK:
+        if status == _TIMEDOUT:
+            fut.set_exception(TaskTimeout(
+                f"the task ran longer than task_timeout={timeout:g} s and was interrupted"))
+        elif status == _OK:
             fut.set_result(value)
         elif status == _RAISED:
             fut.set_exception(_exception_from_info(value))
@@ -133,7 +147,19 @@ class InterpreterPoolExecutor(Executor):
 
     def __init__(self, max_workers: int | None = None, *, initializer: Callable[..., Any] | None = None,
                  initargs: tuple = (), thread_name_prefix: str = "",
-                 max_tasks_per_worker: int | None = None) -> None:
+                 max_tasks_per_worker: int | None = None, task_timeout: float | None = None,
+                 interrupt_grace: float = 2.0, warn_after: float | None = None,
+                 on_hang: Callable[[_watch.HangReport], Any] | None = None) -> None:
+        self._task_timeout = _watch.check_number("task_timeout", task_timeout, allow_none=True)
+        self._grace = _watch.check_number("interrupt_grace", interrupt_grace)
+        self._warn_after = _watch.check_number("warn_after", warn_after, allow_none=True)
+        if on_hang is not None and not callable(on_hang):
+            raise TypeError(f"on_hang must be callable or None, not {type(on_hang).__name__}")
+        self._on_hang = on_hang
+        self._interrupted: dict[int, tuple[float, str]] = {}   # seq -> (when, why)
+        self._warned: set[int] = set()
+        self._monitor: threading.Thread | None = None
+        self._monitor_lock = threading.Lock()
         if max_workers is None:
             max_workers = _default_workers()
         if not isinstance(max_workers, int) or isinstance(max_workers, bool):
@@ -157,7 +183,76 @@ class InterpreterPoolExecutor(Executor):
         name = (thread_name_prefix or f"InterpreterPoolExecutor-{id(self):x}") + "-collector"
         self._collector = threading.Thread(target=self._collect_loop, name=name, daemon=True)
         self._collector.start()
+        if self._task_timeout is not None or self._warn_after is not None:
+            self._start_monitor()
         _live_pools.add(self)
+
+    # ---- time limits, interrupts, hung workers ------------------------------
+
+    def _start_monitor(self) -> None:
+        with self._monitor_lock:
+            if self._monitor is None:
+                self._monitor = threading.Thread(target=self._monitor_loop, daemon=True,
+                                                 name=f"{self._collector.name[:-10]}-monitor")
+                self._monitor.start()
+
+    def _note_interrupt(self, seq: int, why: str) -> None:
+        self._interrupted.setdefault(seq, (time.monotonic(), why))
+        self._start_monitor()
+
+    def _monitor_loop(self) -> None:
+        limits = [x for x in (self._task_timeout, self._warn_after, self._grace) if x]
+        interval = min(0.05, min(limits) / 5)
+        stop = self._collector
+        while stop.is_alive():
+            time.sleep(interval)
+            try:
+                self._monitor_once()
+            except Exception:               # noqa: BLE001 - keep watching
+                _watch.log.exception("manygil: pool monitor failed")
+
+    def _monitor_once(self) -> None:
+        now_ns = time.monotonic_ns()
+        now = time.monotonic()
+        running = self._core.running()
+        seqs = set()
+        for seq, started, interp_id, ident, _irq in running:
+            seqs.add(seq)
+            elapsed = (now_ns - started) / 1e9
+            if (self._task_timeout is not None and elapsed > self._task_timeout
+                    and seq not in self._interrupted):
+                if self._core.interrupt(seq, False):
+                    self._interrupted[seq] = (now, "timeout")
+            if self._warn_after is not None and elapsed > self._warn_after and seq not in self._warned:
+                self._warned.add(seq)
+                _watch.deliver(_watch.make_report(
+                    "task", interp_id, ident, elapsed,
+                    f"no progress: pool task {seq} runs in interpreter {interp_id} "
+                    f"for {elapsed:.1f} s"), self._on_hang)
+            irq = self._interrupted.get(seq)
+            if irq is not None and now - irq[0] > self._grace:
+                self._abandon(seq, interp_id, ident, elapsed, irq[1])
+        for gone in [s for s in self._interrupted if s not in seqs]:
+            del self._interrupted[gone]
+        self._warned &= seqs
+
+    def _abandon(self, seq: int, interp_id: int, ident: int, elapsed: float, why: str) -> None:
+        replaced = self._core.abandon(seq)
+        if replaced is None:
+            return                          # it finished meanwhile
+        del self._interrupted[seq]
+        fut = self._futures.pop(seq, None)
+        if fut is not None and why == "timeout":
+            _resolve(fut, _TIMEDOUT, None, self._broken_error, self._task_timeout)
+        what = "timed out" if why == "timeout" else "cancelled"
+        outcome = ("was abandoned and replaced by a new worker" if replaced else
+                   "was abandoned; no replacement could start (out of worker slots or threads)")
+        report = _watch.make_report(
+            "abandoned", interp_id, ident, elapsed,
+            f"pool task {seq} was {what} but did not stop within interrupt_grace={self._grace:g} s "
+            f"(it is stuck in code that never returns to Python); its worker "
+            f"(interpreter {interp_id}, thread {ident:#x}) {outcome}")
+        _watch.deliver(report, self._on_hang)
 
     # ---- results --------------------------------------------------------
 
@@ -185,7 +280,7 @@ class InterpreterPoolExecutor(Executor):
             if fut is None:
                 continue
             fut.elapsed_ns = elapsed
-            _resolve(fut, status, value, self._broken_error)
+            _resolve(fut, status, value, self._broken_error, self._task_timeout)
         return bool(batch) or timeout is not None
 
     def _collect_loop(self) -> None:

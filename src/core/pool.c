@@ -195,9 +195,26 @@ void
 mg__pool_finish(mg__pool_t *p, mg__task_t *t)
 {
     mg__mutex_lock(&p->mu);
-    p->running--;
-    push_done_locked(p, t);
-    mg__cond_signal(&p->done);
+    int abandoned = t->abandoned;
+    if (!abandoned) {
+        p->running--;
+        push_done_locked(p, t);
+        mg__cond_signal(&p->done);
+    }
+    mg__mutex_unlock(&p->mu);
+    if (abandoned)
+        mg__task_free(t);
+}
+
+void
+mg__pool_abandon(mg__pool_t *p, mg__task_t *t)
+{
+    mg__mutex_lock(&p->mu);
+    if (!t->abandoned) {
+        t->abandoned = 1;
+        p->running--;
+        mg__cond_broadcast(&p->done);
+    }
     mg__mutex_unlock(&p->mu);
 }
 

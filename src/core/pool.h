@@ -23,6 +23,7 @@ typedef struct mg__task {
     int kind;                   /* MG__TASK_CALL or MG__TASK_MAP */
     int status;                 /* set by the worker (or cancel/broken) */
     int64_t elapsed_ns;         /* run time in the worker */
+    int abandoned;              /* guarded by the pool's mutex: see mg__pool_abandon */
     mg__buf_t payload;          /* input */
     mg__buf_t result;           /* output: a value, or exception info */
 } mg__task_t;
@@ -51,6 +52,12 @@ mg__task_t *mg__pool_next_task(mg__pool_t *p);
 
 /* Worker: hand back a task with status/result set. */
 void mg__pool_finish(mg__pool_t *p, mg__task_t *t);
+
+/* The task t, taken by a worker that is being given up on, no longer
+ * counts as running; when (if ever) the worker finishes it, it is freed
+ * instead of collected.  Call before the worker's mg__pool_finish (the
+ * caller makes sure t is still running). */
+void mg__pool_abandon(mg__pool_t *p, mg__task_t *t);
 
 /* Collector: take every finished task (a list linked by next, oldest
  * first), waiting until there is one or the deadline passes (-1: no

@@ -543,7 +543,8 @@ core_exec_module(PyObject *mod)
             || mg__pool_type_add(mod, PyModule_GetState(mod)) < 0
             || mg__shbuf_type_add(mod, PyModule_GetState(mod)) < 0
             || PyModule_AddFunctions(mod, mg__channel_functions) < 0
-            || PyModule_AddFunctions(mod, mg__watch_functions) < 0)
+            || PyModule_AddFunctions(mod, mg__watch_functions) < 0
+            || PyModule_AddFunctions(mod, mg__pool_functions) < 0)
         return -1;
     if (PyModule_AddIntConstant(mod, "CODEC_MAX_DEPTH", MG__CODEC_MAX_DEPTH) < 0)
         return -1;

@@ -29,5 +29,6 @@ int mg__shbuf_type_add(PyObject *m, mg__state_t *st);
 
 /* The module-level functions of the channel layer (NULL-terminated). */
 extern PyMethodDef mg__channel_functions[];
+extern PyMethodDef mg__pool_functions[];
 
 #endif /* MG_PY_STATE_H */
