@@ -42,12 +42,16 @@ def test_cancel_queued_task_never_runs(tmp_path):
     assert not ran.exists()
 
 
-def test_cancel_running_task_returns_false(tmp_path):
+def test_cancel_running_task_interrupts_it(tmp_path):
+    # Issue #5: cancelling a running task interrupts it in its worker (unlike
+    # concurrent.futures' pools, where cancel() of a running task is False).
     with make_pool(1) as pool:
         blocker = _start_blocker(pool, tmp_path, 0.5)
-        assert blocker.cancel() is False
-        assert not blocker.cancelled()
-        assert blocker.result(30) == "blocker"
+        assert blocker.cancel() is True
+        assert blocker.cancelled()
+        with pytest.raises(cf.CancelledError):
+            blocker.result(30)
+        assert pool.submit(pf.inc, 1).result(30) == 2
 
 
 def test_cancel_finished_task_returns_false():

@@ -215,10 +215,17 @@ class Watchdog:
         now = time.monotonic_ns()
         limit = int(self.warn_after * 1e9)
         present = set()
+        # One report per stuck thread: its wait if it waits, else its
+        # innermost run (records come newest first).
+        chosen: dict[int, tuple] = {}
         for rec in activity:
-            kind, interp, ident, since, what = rec[:5]
+            kind, what, ident = rec[0], rec[4], rec[2]
             if kind == "home" or (kind == "run" and what not in ("exec", "call", "task")):
                 continue
+            if ident not in chosen or (kind in ("send", "recv") and chosen[ident][0] == "run"):
+                chosen[ident] = rec
+        for rec in chosen.values():
+            kind, interp, ident, since, what = rec[:5]
             key = (kind, interp, ident, since)
             present.add(key)
             if now - since < limit or key in self._reported:

@@ -330,6 +330,10 @@ mg__interp_create(int64_t *id, const char **why)
             Py_EndInterpreter(ts);
             goto done;
         }
+        /* No thread runs on the anchor: do not let it pass for this one
+         * (PyThreadState_SetAsyncExc picks the first state with a matching
+         * thread id, and the anchor is newer than the creator's). */
+        anchor->thread_id = 0;
     }
     rc = mg__registry_add(*id, interp, 0, cacheable ? ts : NULL, anchor);
     if (rc) {
