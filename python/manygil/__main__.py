@@ -6,6 +6,17 @@
 ``python -m manygil check MODULE [MODULE ...]``
     Say, for each module, whether it imports in an isolated own-GIL
     interpreter.  Exits 1 if any does not.
+
+``python -m manygil stacks``
+    Show how to see every interpreter's Python stacks in a running program:
+    put these lines in it, then send it SIGUSR1 (``kill -USR1 <pid>``)::
+
+        import signal, manygil
+        signal.signal(signal.SIGUSR1, lambda signum, frame: manygil.dump_stacks())
+
+    ``manygil.dump_stacks()`` writes, for each interpreter, each thread's
+    stack and what it waits on, to stderr.  ``manygil.watchdog(warn_after=10)``
+    does it by itself for anything stuck longer than ``warn_after`` seconds.
 """
 from __future__ import annotations
 
@@ -60,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="interpreters to use (default: number of CPUs)")
     p_check = sub.add_parser("check", help="can these modules load in own-GIL interpreters?")
     p_check.add_argument("modules", nargs="+", metavar="MODULE")
+    sub.add_parser("stacks", help="how to dump every interpreter's stacks on SIGUSR1")
     args = parser.parse_args(argv)
+    if args.command == "stacks":
+        doc = __doc__ or ""
+        print(doc[doc.index("``python -m manygil stacks``"):].strip())
+        return 0
     if args.command == "demo":
         from . import _demo
         _demo.main(args.limit, args.workers)
