@@ -94,11 +94,14 @@ class _TaskFuture(Future):
         bytecode boundary; after ``interrupt_grace`` seconds without
         stopping, its worker is abandoned and replaced).  False only when
         the task has already finished."""
+        return self._cancel(running_too=True)
+
+    def _cancel(self, running_too: bool) -> bool:
         if self.done():
             return self.cancelled()
         pool = self._pool
         if not pool._core.cancel(self._seq):
-            if not pool._core.interrupt(self._seq, True):
+            if not running_too or not pool._core.interrupt(self._seq, True):
                 return False
             pool._note_interrupt(self._seq, "cancel")
         if super().cancel():
@@ -377,7 +380,7 @@ class InterpreterPoolExecutor(Executor):
                         raise _exception_from_info(info)
             finally:
                 for fut in pending:
-                    fut.cancel()
+                    fut._cancel(running_too=False)   # as the stdlib: running chunks finish
         return results()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -389,7 +392,7 @@ class InterpreterPoolExecutor(Executor):
                 # Cancel the queued tasks' futures now (not when the collector
                 # gets to them): shutdown() returns with them cancelled.
                 for fut in list(self._futures.values()):
-                    fut.cancel()
+                    fut._cancel(running_too=False)      # running tasks finish
             self._core.shutdown(cancel_futures)
         if wait:
             self._core.join()
