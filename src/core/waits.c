@@ -25,12 +25,14 @@ is_forever_wait(const mg__wait_t *w)
     return (w->kind == MG__WAIT_SEND || w->kind == MG__WAIT_RECV) && w->forever;
 }
 
-/* Move the generation and wake sleepers (mutex held). */
+/* Move the generation and wake sleepers (mutex held).  Only waits without
+ * deadline can deadlock: without any, the detector sleeps on, so busy runs
+ * (a pool serving tasks) do not wake it. */
 static void
 changed_locked(void)
 {
     __atomic_add_fetch(&waits.generation, 1, __ATOMIC_RELEASE);
-    if (waits.sleepers > 0)
+    if (waits.sleepers > 0 && waits.forever > 0)
         mg__cond_broadcast(&waits.changed);
 }
 

@@ -190,11 +190,16 @@ run_switched(int64_t id, mg__runfn_t fn, void *arg, mg__buf_t *out, int *raised)
     /* In the caller's interpreter (same), keep its pending state intact. */
     PyObject *pending = sw.same ? PyErr_GetRaisedException() : NULL;
     *raised = 0;
+    uint64_t irqs = mg__interrupts_sent();
     rc = fn(arg, out);
     if (rc == -1) {
         rc = mg__capture_exception(out);
         *raised = rc == 0;
     }
+    /* An interrupt that came after the code's last bytecode must not fire
+     * in this thread's next call here. */
+    if (!sw.same && mg__interrupts_sent() != irqs)
+        PyThreadState_SetAsyncExc(PyThread_get_thread_ident(), NULL);
     if (sw.same)
         PyErr_SetRaisedException(pending);
     switch_out(&sw);

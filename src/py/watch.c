@@ -45,15 +45,46 @@ typedef struct {
     char exc[64];               /* name of a builtins exception class */
 } irq_t;
 
-/* In the target interpreter: raise builtins.<exc> in thread `ident`. */
+/* Interrupts sent so far (see mg__interrupts_sent). */
+static uint64_t interrupts_sent;
+
+uint64_t
+mg__interrupts_sent(void)
+{
+    return __atomic_load_n(&interrupts_sent, __ATOMIC_ACQUIRE);
+}
+
+/* 1 if thread `ident` runs Python code in the current interpreter: its
+ * thread state here has a frame.  (We hold this interpreter's GIL, so the
+ * answer holds until we let it go.) */
+static int
+runs_here(unsigned long ident)
+{
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+            ts = PyThreadState_Next(ts)) {
+        if (ts->thread_id != ident)
+            continue;
+        PyFrameObject *f = PyThreadState_GetFrame(ts);
+        Py_XDECREF(f);
+        return f != NULL;       /* SetAsyncExc picks this same first match */
+    }
+    return 0;
+}
+
+/* In the target interpreter: raise builtins.<exc> in thread `ident`, if it
+ * is still running code here (an interrupt must not stay pending for the
+ * thread's next, unrelated call). */
 static int
 irq_in_target(void *varg, mg__buf_t *out)
 {
     (void)out;
     irq_t *irq = varg;
     PyObject *exc = PyDict_GetItemString(PyEval_GetBuiltins(), irq->exc);  /* borrowed */
-    if (exc != NULL && PyExceptionClass_Check(exc))
+    if (exc != NULL && PyExceptionClass_Check(exc) && runs_here(irq->ident)) {
+        __atomic_add_fetch(&interrupts_sent, 1, __ATOMIC_ACQ_REL);
         PyThreadState_SetAsyncExc(irq->ident, exc);
+    }
     return 0;
 }
 

@@ -10,6 +10,10 @@
  * a new detached thread (the caller does not wait).  0 or MG_ENOMEM. */
 int mg__interrupt_async(int64_t interp, unsigned long ident, const char *exc);
 
+/* A counter that moves whenever an interrupt is sent: a call that sees it
+ * move while it ran clears any interrupt left pending for its thread. */
+uint64_t mg__interrupts_sent(void);
+
 /* In the current interpreter: make threads started from now on (by
  * _thread or threading) known to the deadlock detector.  0 or -1 with an
  * exception. */
