@@ -122,10 +122,20 @@ def main() -> None:
     manygil.SharedBuffer.frombytes(src)
     t_from = best_of(lambda: manygil.SharedBuffer.frombytes(src), 5)
     t_bytes = best_of(lambda: bytes(src), 5)
+    r_ch, s_ch = manygil.create_channel()
+    big = bytes(src)
+
+    def through_channel(value):
+        s_ch.send(value)
+        r_ch.recv()
+    t_ch_bytes = best_of(lambda: through_channel(big), 5)
+    t_ch_array = best_of(lambda: through_channel(src), 5)
     print("\n| one-copy path, 100 MiB | GB/s |")
     print("|---|---|")
     print(f"| `SharedBuffer.frombytes` (fresh memory + copy) | {n / t_from / 1e9:.2f} |")
     print(f"| `bytes(bytearray)` (fresh memory + copy), same run | {n / t_bytes / 1e9:.2f} |")
+    print(f"| `bytes` sent + received through a channel (one copy) | {n / t_ch_bytes / 1e9:.2f} |")
+    print(f"| `bytearray` sent + received through a channel (one copy) | {n / t_ch_array / 1e9:.2f} |")
     print(f"| bare `memcpy` into memory already mapped, same run | {n / t_memcpy / 1e9:.2f} |")
 
 

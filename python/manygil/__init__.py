@@ -12,6 +12,7 @@ their GIL (PEP 684).
 from __future__ import annotations
 
 import atexit as _atexit
+import sys as _sys
 
 from . import _core
 from ._api import Interpreter, create, get_current, get_main, is_shareable, list_all
@@ -96,7 +97,8 @@ def _close_all_at_exit() -> None:
 if _core.get_current() == _core.get_main():
     _atexit.register(_close_all_at_exit)
     import threading as _threading
-    _core._init_main(_threading.main_thread().ident, _threading.active_count() - 1)
+    _core._init_main(_threading.main_thread().ident, _threading.active_count() - 1,
+                     _sys.flags.dev_mode)
     del _threading
 
 _POOL_NAMES = ("InterpreterPoolExecutor", "BrokenInterpreterPool", "map")

@@ -166,7 +166,7 @@ do_recv(mg__channel_t *ch, int64_t id, int64_t timeout_ns, PyObject *dflt, int c
     if (rc)
         return mg__raise_in(context, rc, context == MG__CTX_DEFAULT ? "channel end %lld"
                                                                     : "queue %lld", (long long)id);
-    PyObject *res = mg__decode(&buf);
+    PyObject *res = mg__decode_consume(&buf);
     mg__buf_free(&buf);
     return res;
 }

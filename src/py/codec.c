@@ -28,6 +28,8 @@ enum {
                            varint n + format, varint ndim, ndim x varint shape */
     T_GLOBAL = 'G',     /* an importable function/class by name: two str
                            values, module and qualname */
+    T_ADOPT = 'A',      /* varint ref index: a big bytes/bytearray copied once
+                           into a block the receiver can take over as is */
 };
 
 /* bytes and bytearray values at least this big are lent, not copied, when
@@ -43,6 +45,143 @@ mg__import_attr(const char *module, const char *name)
     PyObject *attr = PyObject_GetAttrString(mod, name);
     Py_DECREF(mod);
     return attr;
+}
+
+/* ---- big bytes and bytearray: one copy --------------------------------------
+ *
+ * When the encoding outlives the sender's call (channels, queues, the pool),
+ * a big bytes/bytearray is copied once, by the sender, into a malloc'd block
+ * laid out exactly as CPython lays out such an object of that size: for
+ * bytes the whole PyBytesObject (header, data, NUL), for bytearray its data
+ * buffer.  The receiver takes the block over instead of copying it again:
+ * it initializes the header (bytes) or hands the buffer to an empty
+ * bytearray.  CPython frees it with PyObject_Free, which for a block that
+ * pymalloc did not make (anything over 512 bytes is such a block) calls
+ * PyMem_RawFree, i.e. free().  That holds with the default allocators
+ * (pymalloc or malloc); with debug hooks (PYTHONMALLOC=debug, -X dev, a
+ * debug build) or another allocator it does not, so then the receiver
+ * copies (two copies, as before). */
+#define ADOPT_MIN (64 * 1024)
+
+static PyObject *corrupt(const char *what);
+static int put_varint(mg__buf_t *b, uint64_t v);
+
+static int adopt_ok = -1;       /* -1: not decided yet */
+static uint64_t blocks_adopted, blocks_copied;     /* atomic: for tests */
+
+void
+mg__codec_block_stats(uint64_t *adopted, uint64_t *copied)
+{
+    *adopted = __atomic_load_n(&blocks_adopted, __ATOMIC_RELAXED);
+    *copied = __atomic_load_n(&blocks_copied, __ATOMIC_RELAXED);
+}
+
+/* Whether received blocks can become objects (decided once, early, by the
+ * main interpreter: see mg__codec_init). */
+void
+mg__codec_init(int dev_mode)
+{
+    if (adopt_ok >= 0)
+        return;
+#if defined(Py_DEBUG) || defined(Py_GIL_DISABLED)
+    (void)dev_mode;
+    adopt_ok = 0;
+#else
+    const char *alloc = getenv("PYTHONMALLOC");
+    adopt_ok = !dev_mode && (alloc == NULL || alloc[0] == '\0' || strcmp(alloc, "pymalloc") == 0
+                             || strcmp(alloc, "malloc") == 0);
+#endif
+}
+
+static size_t
+adopt_header(int is_bytes)
+{
+    return is_bytes ? offsetof(PyBytesObject, ob_sval) : 0;
+}
+
+static void
+release_block(void *ptr, int arg)
+{
+    (void)arg;
+    free(ptr);                  /* NULL once taken over */
+}
+
+/* Copy a big bytes/bytearray once into a block the receiver can adopt.
+ * 0 or -1 with an exception. */
+static int
+enc_adoptable(mg__buf_t *b, PyObject *o, int is_bytes)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(o, &view, PyBUF_SIMPLE) < 0)   /* pins a bytearray's size */
+        return -1;
+    size_t n = (size_t)view.len, head = adopt_header(is_bytes);
+    unsigned char *blk = malloc(head + n + 1);
+    if (blk == NULL) {
+        PyBuffer_Release(&view);
+        PyErr_NoMemory();
+        return -1;
+    }
+    int rc = mg__copy_buffer(blk + head, &view);
+    PyBuffer_Release(&view);
+    if (rc < 0) {
+        free(blk);
+        return -1;
+    }
+    blk[head + n] = '\0';
+    size_t index = b->nrefs;
+    if (mg__buf_add_ref(b, release_block, blk, is_bytes) < 0) {
+        free(blk);
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (mg__put_ref_index(b, T_ADOPT, index) < 0 || put_varint(b, n) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* Build the object of an adoptable block: take the block over when `ref`
+ * may be consumed (and adopting is safe here), else copy from it. */
+static PyObject *
+dec_adoptable(mg__bufref_t *ref, size_t n, int consume)
+{
+    int is_bytes = ref->arg;
+    unsigned char *blk = ref->ptr;
+    size_t head = adopt_header(is_bytes);
+    if (blk == NULL)
+        return corrupt("block already taken");
+    if (!consume || adopt_ok != 1 || n > (size_t)PY_SSIZE_T_MAX - head - 1) {
+        __atomic_add_fetch(&blocks_copied, 1, __ATOMIC_RELAXED);
+        return is_bytes ? PyBytes_FromStringAndSize((const char *)blk + head, (Py_ssize_t)n)
+                        : PyByteArray_FromStringAndSize((const char *)blk, (Py_ssize_t)n);
+    }
+    if (is_bytes) {
+        PyObject *o = (PyObject *)blk;
+        (void)PyObject_InitVar((PyVarObject *)o, &PyBytes_Type, (Py_ssize_t)n);
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+        ((PyBytesObject *)o)->ob_shash = -1;
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+        ref->ptr = NULL;
+        __atomic_add_fetch(&blocks_adopted, 1, __ATOMIC_RELAXED);
+        return o;
+    }
+    PyObject *o = PyByteArray_FromStringAndSize(NULL, 0);
+    if (o == NULL)
+        return NULL;
+    PyByteArrayObject *ba = (PyByteArrayObject *)o;
+    PyObject_Free(ba->ob_bytes);        /* NULL for an empty one; harmless */
+    ba->ob_bytes = ba->ob_start = (char *)blk;
+    ba->ob_alloc = (Py_ssize_t)n + 1;
+    Py_SET_SIZE(ba, (Py_ssize_t)n);
+    ref->ptr = NULL;
+    __atomic_add_fetch(&blocks_adopted, 1, __ATOMIC_RELAXED);
+    return o;
 }
 
 /* ---- encoding ---------------------------------------------------------- */
@@ -453,6 +592,8 @@ enc(mg__buf_t *b, PyObject *o, int depth)
         Py_ssize_t n = is_bytes ? PyBytes_GET_SIZE(o) : PyByteArray_GET_SIZE(o);
         if (b->borrow && n >= BORROW_MIN)
             return enc_borrowed(b, o);
+        if (!b->borrow && n >= ADOPT_MIN)
+            return enc_adoptable(b, o, is_bytes);
         const char *p = is_bytes ? PyBytes_AS_STRING(o) : PyByteArray_AS_STRING(o);
         CHECK_BUF(put_tag_len(b, is_bytes ? T_BYTES : T_BYTEARRAY, (uint64_t)n));
         CHECK_BUF(mg__buf_put(b, p, (size_t)n));
@@ -510,8 +651,9 @@ mg__encode(PyObject *obj, mg__buf_t *out)
 typedef struct {
     const unsigned char *p;
     const unsigned char *end;
-    const mg__bufref_t *refs;
+    mg__bufref_t *refs;
     size_t nrefs;
+    int consume;                /* adoptable blocks may be taken over */
 } dec_t;
 
 static PyObject *
@@ -814,6 +956,14 @@ dec(dec_t *d, int depth)
             ? PyBytes_FromStringAndSize(view->buf, view->len)
             : PyByteArray_FromStringAndSize(view->buf, view->len);
     }
+    case T_ADOPT: {
+        uint64_t i, n;
+        if (get_varint(d, &i) < 0 || get_varint(d, &n) < 0)
+            return NULL;
+        if (i >= d->nrefs || d->refs[i].release != release_block)
+            return corrupt("adoptable value without its block");
+        return dec_adoptable(&d->refs[i], (size_t)n, d->consume);
+    }
     case T_MEMVIEW:
         return dec_memoryview(d);
     case T_GLOBAL: {
@@ -852,16 +1002,28 @@ dec(dec_t *d, int depth)
     }
 }
 
-PyObject *
-mg__decode(const mg__buf_t *b)
+static PyObject *
+decode(const mg__buf_t *b, int consume)
 {
-    dec_t d = {b->data, b->data + b->len, b->refs, b->nrefs};
+    dec_t d = {b->data, b->data + b->len, b->refs, b->nrefs, consume};
     PyObject *res = dec(&d, 0);
     if (res != NULL && d.p != d.end) {
         Py_DECREF(res);
         return corrupt("trailing bytes");
     }
     return res;
+}
+
+PyObject *
+mg__decode(const mg__buf_t *b)
+{
+    return decode(b, 0);
+}
+
+PyObject *
+mg__decode_consume(mg__buf_t *b)
+{
+    return decode(b, 1);
 }
 
 PyObject *

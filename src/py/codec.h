@@ -27,6 +27,20 @@ int mg__encode(PyObject *obj, mg__buf_t *out);
  * references; plain bytes (no references) cannot carry them. */
 PyObject *mg__decode(const mg__buf_t *b);
 
+/* mg__decode of an encoding decoded once and then freed (a channel item, a
+ * task, a result): big bytes/bytearray values copied into blocks by the
+ * sender become the new objects without a second copy (the blocks leave
+ * b).  Decode with mg__decode when b may be decoded again. */
+PyObject *mg__decode_consume(mg__buf_t *b);
+
+/* Decide once, in the main interpreter, whether received blocks can become
+ * objects (only with CPython's default allocators; dev_mode: -X dev). */
+void mg__codec_init(int dev_mode);
+
+/* How many big bytes/bytearray blocks receivers took over (one copy in
+ * all) and copied from (two), since the start. */
+void mg__codec_block_stats(uint64_t *adopted, uint64_t *copied);
+
 /* mg__decode of plain bytes. */
 PyObject *mg__decode_bytes(const unsigned char *data, size_t len);
 

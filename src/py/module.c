@@ -82,7 +82,7 @@ run_and_decode(int64_t id, const char *what, mg__runfn_t fn, void *arg)
     else if (raised)
         raise_remote(&out);
     else
-        res = mg__decode(&out);
+        res = mg__decode_consume(&out);
 done:
     mg__buf_free(&out);
     return res;
@@ -470,6 +470,16 @@ core_is_shareable(PyObject *mod, PyObject *obj)
     Py_RETURN_FALSE;
 }
 
+static PyObject *
+core_codec_stats(PyObject *mod, PyObject *unused)
+{
+    (void)mod; (void)unused;
+    uint64_t adopted, copied;
+    mg__codec_block_stats(&adopted, &copied);
+    return Py_BuildValue("{sKsK}", "blocks_adopted", (unsigned long long)adopted,
+                         "blocks_copied", (unsigned long long)copied);
+}
+
 /* ---- module definition ------------------------------------------------- */
 
 static PyMethodDef core_methods[] = {
@@ -486,6 +496,9 @@ static PyMethodDef core_methods[] = {
     {"encode", core_encode, METH_O, encode_doc},
     {"decode", core_decode, METH_O, decode_doc},
     {"is_shareable", core_is_shareable, METH_O, is_shareable_doc},
+    {"_codec_stats", core_codec_stats, METH_NOARGS,
+     "_codec_stats()\n--\n\nBig bytes/bytearray blocks taken over by receivers (one copy) "
+     "and copied from (two copies), process-wide."},
     {"_thread_state_count", core_thread_state_count, METH_O, thread_state_count_doc},
     {NULL, NULL, 0, NULL},
 };

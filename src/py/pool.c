@@ -128,7 +128,7 @@ run_task(mg__task_t *t)
 {
     int64_t start = mg__monotonic_ns();
     PyObject *res = NULL;
-    PyObject *p = mg__decode(&t->payload);
+    PyObject *p = mg__decode_consume(&t->payload);
     mg__buf_free(&t->payload);
     if (p == NULL)
         goto raised;
@@ -563,7 +563,7 @@ pool_collect(PyObject *op, PyObject *args)
     for (mg__task_t *t = done; list != NULL && t != NULL; t = t->next) {
         PyObject *value;
         if (t->status >= 0) {
-            value = mg__decode(&t->result);
+            value = mg__decode_consume(&t->result);
             if (value == NULL) {
                 /* The result cannot be rebuilt here: report it as raised. */
                 mg__buf_t info = MG__BUF_INIT;

@@ -423,7 +423,7 @@ done:
 }
 
 PyDoc_STRVAR(init_main_doc,
-"_init_main(main_thread_ident, other_threads)\n--\n\n"
+"_init_main(main_thread_ident, other_threads, dev_mode)\n--\n\n"
 "Called once by the package in the main interpreter: the main thread gets\n"
 "its home record, threads started from now on are tracked, threads that\n"
 "existed before (other_threads > 0) make the main interpreter untracked,\n"
@@ -434,9 +434,10 @@ fn_init_main(PyObject *mod, PyObject *args)
 {
     (void)mod;
     unsigned long long ident;
-    int others;
-    if (!PyArg_ParseTuple(args, "Ki:_init_main", &ident, &others))
+    int others, dev_mode;
+    if (!PyArg_ParseTuple(args, "Kip:_init_main", &ident, &others, &dev_mode))
         return NULL;
+    mg__codec_init(dev_mode);
     int64_t id = current_id();
     if (sigint.main_id >= 0)
         Py_RETURN_NONE;             /* once per process */
