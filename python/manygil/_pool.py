@@ -88,6 +88,12 @@ class _TaskFuture(Future):
             self._pool._resolve_finished(0)
         return super().result(timeout)
 
+    def running(self) -> bool:
+        """True while a worker runs the task."""
+        if self.done():
+            return False
+        return any(seq == self._seq for seq, *_ in self._pool._core.running())
+
     def cancel(self) -> bool:
         """Cancel the task: a queued one is taken off the queue; a running
         one is interrupted inside its worker (KeyboardInterrupt at its next
