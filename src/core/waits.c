@@ -84,6 +84,14 @@ mg__waits_remove(mg__wait_t *w)
     mg__mutex_unlock(&waits.mutex);
 }
 
+void
+mg__waits_set_what(mg__wait_t *w, const char *what)
+{
+    mg__mutex_lock(&waits.mutex);
+    w->what = what;
+    mg__mutex_unlock(&waits.mutex);
+}
+
 int
 mg__waits_snapshot(mg__wait_t **out, size_t *n, void (*ref_chan)(void *))
 {

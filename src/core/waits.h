@@ -42,6 +42,9 @@ typedef struct mg__wait {
 void mg__waits_add(mg__wait_t *w);
 void mg__waits_remove(mg__wait_t *w);
 
+/* Rename a run record (its `what`), e.g. when a pool gives up on a task. */
+void mg__waits_set_what(mg__wait_t *w, const char *what);
+
 /* Copy the records into a malloc'd array (prev/next cleared, why NULL);
  * caller frees.  Records are newest first.  Channels of waits get a
  * reference each when `ref_chan` is not NULL (it is called on each wait's

@@ -33,6 +33,7 @@ typedef struct {
     int64_t started_ns;         /* atomic: when task seq started */
     int interrupted;            /* atomic: MG__IRQ_* asked for task seq */
     mg__task_t *task;           /* guarded by workers_t.mu: the task it runs, or NULL */
+    mg__wait_t *run;            /* guarded by workers_t.mu: its activity record, or NULL */
 } slot_t;
 
 enum { MG__IRQ_TIMEOUT = 1, MG__IRQ_CANCEL = 2 };
@@ -253,6 +254,7 @@ run_slot_task(workers_t *w, slot_t *s, int64_t interp_id, mg__task_t *t)
     };
     mg__mutex_lock(&w->mu);
     s->task = t;
+    s->run = &run;
     mg__mutex_unlock(&w->mu);
     __atomic_store_n(&s->seq, t->seq, __ATOMIC_RELAXED);
     __atomic_store_n(&s->started_ns, run.since_ns, __ATOMIC_RELAXED);
@@ -260,6 +262,9 @@ run_slot_task(workers_t *w, slot_t *s, int64_t interp_id, mg__task_t *t)
     __atomic_store_n(&s->busy, 1, __ATOMIC_RELEASE);
     mg__waits_add(&run);
     run_task(t);
+    mg__mutex_lock(&w->mu);
+    s->run = NULL;              /* before the record goes (abandon renames it) */
+    mg__mutex_unlock(&w->mu);
     mg__waits_remove(&run);
     /* Interrupters check busy while holding this GIL: after this store no
      * new interrupt can land in the next task. */
@@ -274,6 +279,7 @@ run_slot_task(workers_t *w, slot_t *s, int64_t interp_id, mg__task_t *t)
     }
     mg__mutex_lock(&w->mu);
     s->task = NULL;
+    s->run = NULL;
     mg__mutex_unlock(&w->mu);
 }
 
@@ -845,6 +851,8 @@ pool_abandon(PyObject *op, PyObject *arg)
         s->abandoned = 1;
         pthread_detach(s->thread);
         mg__pool_abandon(w->q, s->task);
+        if (s->run != NULL)
+            mg__waits_set_what(s->run, "abandoned task");   /* the watchdog said so */
         stuck_note(__atomic_load_n(&s->interp_id, __ATOMIC_ACQUIRE), 1);
         replaced = start_worker_locked(w) == 0;
     }
