@@ -1,31 +1,11 @@
 /* watch.c -- the Python face of diagnostics: the activity table, deadlock
- * detection settings, interrupting code in another interpreter, Ctrl-C
- * forwarding, tracking threads started inside interpreters, and running a
- * stack dump inside an interpreter.
- *
- * Interrupts: code running in interpreter X is interrupted by raising an
- * exception in its thread with PyThreadState_SetAsyncExc, which only works
- * from inside X (with X's GIL).  A helper native thread enters X (taking its
- * GIL, which a thread running Python code hands over within the switch
- * interval) and sets it; the interrupted thread raises at its next bytecode
- * boundary.  The helper never holds another GIL while it waits, and the
- * caller never waits for it: a thread stuck in C code holding X's GIL
- * leaves only the helper waiting.
- *
- * Ctrl-C: while the main thread runs code in another interpreter, CPython's
- * SIGINT handler only flags the main interpreter, which is not running.  We
- * chain a handler in front of it that also writes a byte to a pipe; a
- * forwarder thread reads it and interrupts the main thread's code in that
- * interpreter with KeyboardInterrupt.  Back home, the main interpreter's own
- * handler raises KeyboardInterrupt as usual.
+ * detection settings, tracking threads started inside interpreters, and
+ * reading the Python stacks of another interpreter.  (Interrupts and Ctrl-C:
+ * interrupt.c.)
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 #include "manygil.h"
 #include "py/compat.h"
 #include "py/codec.h"
@@ -36,279 +16,6 @@
 #include "core/deadlock.h"
 #include "core/sync.h"
 #include "core/waits.h"
-
-/* ---- interrupts -------------------------------------------------------- */
-
-typedef struct {
-    int64_t interp;
-    unsigned long ident;
-    char exc[64];               /* name of a builtins exception class */
-} irq_t;
-
-/* Interrupts sent so far (see mg__interrupts_sent). */
-static uint64_t interrupts_sent;
-
-uint64_t
-mg__interrupts_sent(void)
-{
-    return __atomic_load_n(&interrupts_sent, __ATOMIC_ACQUIRE);
-}
-
-/* 1 if thread `ident` runs Python code in the current interpreter: its
- * thread state here has a frame.  (We hold this interpreter's GIL, so the
- * answer holds until we let it go.) */
-static int
-runs_here(unsigned long ident)
-{
-    PyInterpreterState *interp = PyInterpreterState_Get();
-    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
-            ts = PyThreadState_Next(ts)) {
-        if (ts->thread_id != ident)
-            continue;
-        PyFrameObject *f = PyThreadState_GetFrame(ts);
-        Py_XDECREF(f);
-        return f != NULL;       /* SetAsyncExc picks this same first match */
-    }
-    return 0;
-}
-
-/* In the target interpreter: raise builtins.<exc> in thread `ident`, if it
- * is still running code here (an interrupt must not stay pending for the
- * thread's next, unrelated call). */
-static int
-irq_in_target(void *varg, mg__buf_t *out)
-{
-    (void)out;
-    irq_t *irq = varg;
-    PyObject *exc = PyDict_GetItemString(PyEval_GetBuiltins(), irq->exc);  /* borrowed */
-    if (exc != NULL && PyExceptionClass_Check(exc) && runs_here(irq->ident)) {
-        __atomic_add_fetch(&interrupts_sent, 1, __ATOMIC_ACQ_REL);
-        PyThreadState_SetAsyncExc(irq->ident, exc);
-    }
-    return 0;
-}
-
-static void *
-irq_thread(void *arg)
-{
-    irq_t *irq = arg;
-    mg__buf_t out = MG__BUF_INIT;
-    int raised = 0;
-    (void)mg__interp_run(irq->interp, irq_in_target, irq, &out, &raised);
-    mg__buf_free(&out);
-    free(irq);
-    return NULL;
-}
-
-/* Interrupt thread `ident` running in interpreter `interp` with the builtin
- * exception class `exc`, from a new detached thread.  0 or MG_ENOMEM. */
-int
-mg__interrupt_async(int64_t interp, unsigned long ident, const char *exc)
-{
-    irq_t *irq = calloc(1, sizeof *irq);
-    if (irq == NULL)
-        return MG_ENOMEM;
-    irq->interp = interp;
-    irq->ident = ident;
-    snprintf(irq->exc, sizeof irq->exc, "%s", exc);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t t;
-    int rc = pthread_create(&t, &attr, irq_thread, irq);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
-        free(irq);
-        return MG_ENOMEM;
-    }
-    return 0;
-}
-
-/* A builtin exception class's name, or NULL with TypeError. */
-static const char *
-builtin_exc_name(PyObject *exc)
-{
-    if (PyType_Check(exc) && PyExceptionClass_Check(exc)) {
-        const char *name = ((PyTypeObject *)exc)->tp_name;
-        PyObject *found = strchr(name, '.') ? NULL
-                        : PyDict_GetItemString(PyEval_GetBuiltins(), name);
-        if (found == exc)
-            return name;
-    }
-    PyErr_Format(PyExc_TypeError,
-                 "exc must be a built-in exception class (e.g. KeyboardInterrupt, TimeoutError), "
-                 "not %R: the exception is raised in another interpreter, where only built-in "
-                 "classes are shared", exc);
-    return NULL;
-}
-
-PyDoc_STRVAR(interrupt_doc,
-"_interrupt(interp_id, exc, what=None)\n--\n\n"
-"Raise the built-in exception class exc in every thread running exec/call\n"
-"(or, with what, runs of that kind) in interpreter interp_id, at its next\n"
-"bytecode boundary.  Returns the number of threads interrupted.");
-
-static PyObject *
-fn_interrupt(PyObject *mod, PyObject *args, PyObject *kwds)
-{
-    (void)mod;
-    static char *kwlist[] = {"interp_id", "exc", "what", "thread", NULL};
-    long long id;
-    PyObject *exc;
-    const char *what = NULL;
-    unsigned long long only = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LO|zK:_interrupt", kwlist, &id, &exc,
-                                     &what, &only))
-        return NULL;
-    const char *name = builtin_exc_name(exc);
-    if (name == NULL)
-        return NULL;
-    mg__wait_t *recs;
-    size_t n;
-    if (mg__waits_snapshot(&recs, &n, NULL) != 0)
-        return PyErr_NoMemory();
-    unsigned long self = PyThread_get_thread_ident();
-    int count = 0, rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        mg__wait_t *r = &recs[i];
-        if (r->kind != MG__ACT_RUN || r->interp_id != id || r->what == NULL)
-            continue;
-        if (what != NULL ? strcmp(r->what, what) != 0
-                         : strcmp(r->what, "exec") != 0 && strcmp(r->what, "call") != 0)
-            continue;
-        if (r->thread_ident == self || (only != 0 && r->thread_ident != only))
-            continue;
-        /* One interrupt per thread even if it has several runs there. */
-        int dup = 0;
-        for (size_t j = 0; j < i && !dup; j++)
-            dup = recs[j].kind == MG__ACT_RUN && recs[j].interp_id == id
-                  && recs[j].thread_ident == r->thread_ident;
-        if (dup)
-            continue;
-        rc = mg__interrupt_async(id, r->thread_ident, name);
-        count += rc == 0;
-    }
-    free(recs);
-    if (rc)
-        return mg__raise(rc, "interrupting interpreter %lld", id);
-    return PyLong_FromLong(count);
-}
-
-/* ---- Ctrl-C forwarding ------------------------------------------------- */
-
-static struct {
-    pthread_once_t once;
-    int fds[2];                 /* the pipe: handler -> forwarder */
-    int ready;
-    struct sigaction prev;      /* the handler we chain to */
-    int64_t target;             /* atomic: interpreter the main thread runs code in, or -1 */
-    unsigned long main_ident;   /* set once by _init_main */
-    int64_t main_id;
-} sigint = { .once = PTHREAD_ONCE_INIT, .fds = {-1, -1}, .target = -1, .main_id = -1 };
-
-static void
-on_sigint(int sig, siginfo_t *info, void *uc)
-{
-    int saved = errno;
-    if (sigint.prev.sa_flags & SA_SIGINFO) {
-        if (sigint.prev.sa_sigaction != NULL)
-            sigint.prev.sa_sigaction(sig, info, uc);
-    }
-    else if (sigint.prev.sa_handler != SIG_DFL && sigint.prev.sa_handler != SIG_IGN) {
-        sigint.prev.sa_handler(sig);
-    }
-    if (__atomic_load_n(&sigint.target, __ATOMIC_ACQUIRE) >= 0) {
-        char c = 1;
-        ssize_t w = write(sigint.fds[1], &c, 1);
-        (void)w;
-    }
-    errno = saved;
-}
-
-static void *
-forwarder_main(void *unused)
-{
-    (void)unused;
-    for (;;) {
-        char c;
-        ssize_t r = read(sigint.fds[0], &c, 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return NULL;
-        int64_t target = __atomic_load_n(&sigint.target, __ATOMIC_ACQUIRE);
-        if (target < 0)
-            continue;
-        irq_t irq = { .interp = target, .ident = sigint.main_ident };
-        snprintf(irq.exc, sizeof irq.exc, "KeyboardInterrupt");
-        mg__buf_t out = MG__BUF_INIT;
-        int raised;
-        (void)mg__interp_run(target, irq_in_target, &irq, &out, &raised);
-        mg__buf_free(&out);
-    }
-}
-
-static void
-sigint_init_once(void)
-{
-    if (pipe(sigint.fds) != 0)
-        return;
-    /* The handler must never block on a full pipe. */
-    int fl = fcntl(sigint.fds[1], F_GETFL);
-    fcntl(sigint.fds[1], F_SETFL, fl | O_NONBLOCK);
-    fcntl(sigint.fds[0], F_SETFD, FD_CLOEXEC);
-    fcntl(sigint.fds[1], F_SETFD, FD_CLOEXEC);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
-    pthread_t t;
-    /* The forwarder must not take SIGINT itself. */
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
-    int rc = pthread_create(&t, &attr, forwarder_main, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
-    if (rc == 0) {
-        pthread_setname_np(t, "manygil-sigint");
-        sigint.ready = 1;
-    }
-}
-
-int
-mg__sigint_enter(int64_t id)
-{
-    if (sigint.main_id < 0 || id == sigint.main_id
-            || PyThread_get_thread_ident() != sigint.main_ident)
-        return 0;
-    pthread_once(&sigint.once, sigint_init_once);
-    if (!sigint.ready)
-        return 0;
-    struct sigaction cur;
-    if (sigaction(SIGINT, NULL, &cur) != 0)
-        return 0;
-    int ours = (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sigint;
-    if (!ours) {
-        if (!(cur.sa_flags & SA_SIGINFO) && (cur.sa_handler == SIG_DFL || cur.sa_handler == SIG_IGN))
-            return 0;           /* Ctrl-C kills the process or is ignored anyway */
-        struct sigaction mine = cur;
-        mine.sa_flags = cur.sa_flags | SA_SIGINFO;
-        mine.sa_sigaction = on_sigint;
-        sigint.prev = cur;
-        if (sigaction(SIGINT, &mine, NULL) != 0)
-            return 0;
-    }
-    __atomic_store_n(&sigint.target, id, __ATOMIC_RELEASE);
-    return 1;
-}
-
-void
-mg__sigint_leave(void)
-{
-    __atomic_store_n(&sigint.target, -1, __ATOMIC_RELEASE);
-}
 
 /* ---- threads started inside interpreters -------------------------------- */
 
@@ -439,10 +146,9 @@ fn_init_main(PyObject *mod, PyObject *args)
         return NULL;
     mg__codec_init(dev_mode);
     int64_t id = current_id();
-    if (sigint.main_id >= 0)
+    if (mg__sigint_ready())
         Py_RETURN_NONE;             /* once per process */
-    sigint.main_ident = (unsigned long)ident;
-    sigint.main_id = id;
+    mg__sigint_init((unsigned long)ident, id);
     if (others > 0)
         mg__deadlock_set_untracked(id);
     if (mg__waits_home_announce(id) != 0 || mg__waits_home_arrive(id, (unsigned long)ident) != 0)
@@ -631,8 +337,8 @@ fn_stacks(PyObject *mod, PyObject *arg)
 }
 
 PyMethodDef mg__watch_functions[] = {
-    {"_interrupt", (PyCFunction)(void (*)(void))fn_interrupt, METH_VARARGS | METH_KEYWORDS,
-     interrupt_doc},
+    {"_interrupt", (PyCFunction)(void (*)(void))mg__fn_interrupt, METH_VARARGS | METH_KEYWORDS,
+     mg__interrupt_doc},
     {"_init_main", fn_init_main, METH_VARARGS, init_main_doc},
     {"_configure", (PyCFunction)(void (*)(void))fn_configure, METH_VARARGS | METH_KEYWORDS,
      configure_doc},

@@ -1,4 +1,4 @@
-/* watch.h -- diagnostics shared with the rest of src/py (see watch.c). */
+/* watch.h -- diagnostics shared with the rest of src/py (watch.c, interrupt.c). */
 #ifndef MG_PY_WATCH_H
 #define MG_PY_WATCH_H
 
@@ -18,6 +18,15 @@ uint64_t mg__interrupts_sent(void);
  * _thread or threading) known to the deadlock detector.  0 or -1 with an
  * exception. */
 int mg__track_threads(void);
+
+/* (interrupt.c) _core._interrupt and its docstring. */
+PyObject *mg__fn_interrupt(PyObject *mod, PyObject *args, PyObject *kwds);
+extern const char mg__interrupt_doc[];
+
+/* (interrupt.c) Ctrl-C forwarding: remember the main thread and the main
+ * interpreter (once); whether that was done. */
+void mg__sigint_init(unsigned long main_ident, int64_t main_id);
+int mg__sigint_ready(void);
 
 /* _core's diagnostic functions (_interrupt, _activity, _configure...). */
 extern PyMethodDef mg__watch_functions[];
