@@ -1,0 +1,228 @@
+/* pool_limits.c -- time limits for pool tasks: which task each worker
+ * runs, interrupting a running task inside its worker, and giving up on a
+ * worker stuck in C code (abandoned: detached, its task no longer counted,
+ * a replacement started in a new slot).  The policy (when to interrupt,
+ * when to abandon, what to report) is Python's (manygil/_pool.py).
+ */
+#include <stdio.h>
+#include <string.h>
+#include "manygil.h"
+#include "py/compat.h"
+#include "py/interp.h"
+#include "py/pool_workers.h"
+#include "py/state.h"
+
+/* ---- interrupting and abandoning running tasks -------------------------- */
+
+/* Interpreters of abandoned workers still stuck (process-global). */
+#define MAX_STUCK 256
+static struct {
+    mg__mutex_t mu;
+    int64_t ids[MAX_STUCK];     /* guarded by mu */
+    int n;                      /* guarded by mu */
+} stuck = { .mu = MG__MUTEX_INIT };
+
+void
+mg__stuck_note(int64_t id, int add)
+{
+    mg__mutex_lock(&stuck.mu);
+    if (add && stuck.n < MAX_STUCK) {
+        stuck.ids[stuck.n++] = id;
+    }
+    else if (!add) {
+        for (int i = 0; i < stuck.n; i++)
+            if (stuck.ids[i] == id) {
+                stuck.ids[i] = stuck.ids[--stuck.n];
+                break;
+            }
+    }
+    mg__mutex_unlock(&stuck.mu);
+}
+
+PyDoc_STRVAR(end_abandoned_doc,
+"_end_abandoned()\n--\n\n"
+"At exit: end the interpreters of abandoned pool workers that are still\n"
+"stuck (their threads never come back), as CPython 3.13 does itself, so\n"
+"that finalization does not abort on 3.12.  Their threads must not wake\n"
+"afterwards; the process is about to end.  Returns how many were ended.");
+
+static PyObject *
+fn_end_abandoned(PyObject *mod, PyObject *unused)
+{
+    (void)mod; (void)unused;
+    int64_t ids[MAX_STUCK];
+    mg__mutex_lock(&stuck.mu);
+    int n = stuck.n;
+    memcpy(ids, stuck.ids, (size_t)n * sizeof *ids);
+    stuck.n = 0;
+    mg__mutex_unlock(&stuck.mu);
+    int ended = 0;
+    for (int i = 0; i < n; i++) {
+        mg__interp_t *rec;
+        void *cached;
+        if (mg__registry_enter(ids[i], &rec, &cached) != 0)
+            continue;
+        PyInterpreterState *interp = mg__registry_py_interp(rec);
+        PyThreadState *saved = PyEval_SaveThread();
+        mg__lifecycle_lock();
+        PyThreadState *ts = PyThreadState_New(interp);
+        if (ts != NULL) {
+            PyEval_RestoreThread(ts);
+            PyThreadState *o = PyInterpreterState_ThreadHead(interp);
+            while (o != NULL) {
+                PyThreadState *next = PyThreadState_Next(o);
+                if (o != ts) {
+                    PyThreadState_Clear(o);
+                    PyThreadState_Delete(o);
+                }
+                o = next;
+            }
+            Py_EndInterpreter(ts);
+            ended++;
+        }
+        mg__lifecycle_unlock();
+        PyEval_RestoreThread(saved);
+    }
+    return PyLong_FromLong(ended);
+}
+
+PyMethodDef mg__pool_functions[] = {
+    {"_end_abandoned", fn_end_abandoned, METH_NOARGS, end_abandoned_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+typedef struct {
+    workers_t *w;               /* a reference */
+    int slot;
+    uint64_t seq;
+} pool_irq_t;
+
+/* In the worker's interpreter (its GIL held, so the worker is not between
+ * tasks): interrupt the task if it is still the one running. */
+static int
+pool_irq_in_target(void *varg, mg__buf_t *out)
+{
+    (void)out;
+    pool_irq_t *irq = varg;
+    slot_t *s = &irq->w->slots[irq->slot];
+    if (__atomic_load_n(&s->busy, __ATOMIC_ACQUIRE)
+            && __atomic_load_n(&s->seq, __ATOMIC_RELAXED) == irq->seq)
+        PyThreadState_SetAsyncExc(__atomic_load_n(&s->ident, __ATOMIC_RELAXED),
+                                  PyExc_KeyboardInterrupt);
+    return 0;
+}
+
+static void *
+pool_irq_thread(void *varg)
+{
+    pool_irq_t *irq = varg;
+    int64_t id = __atomic_load_n(&irq->w->slots[irq->slot].interp_id, __ATOMIC_ACQUIRE);
+    mg__buf_t out = MG__BUF_INIT;
+    int raised;
+    if (id >= 0)
+        (void)mg__interp_run(id, pool_irq_in_target, irq, &out, &raised);
+    mg__buf_free(&out);
+    mg__workers_decref(irq->w);
+    free(irq);
+    return NULL;
+}
+
+/* The slot running task seq (not abandoned), or -1.  w->mu held. */
+static int
+find_running_locked(workers_t *w, uint64_t seq)
+{
+    for (int i = 0; i < w->nstarted; i++) {
+        slot_t *s = &w->slots[i];
+        if (!s->abandoned && s->task != NULL && s->task->seq == seq)
+            return i;
+    }
+    return -1;
+}
+
+PyObject *
+mg__pool_running(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    workers_t *w = ((pool_t *)op)->w;
+    PyObject *list = PyList_New(0);
+    mg__mutex_lock(&w->mu);
+    for (int i = 0; list != NULL && i < w->nstarted; i++) {
+        slot_t *s = &w->slots[i];
+        if (s->abandoned || s->task == NULL)
+            continue;
+        PyObject *item = Py_BuildValue("(KLLki)", (unsigned long long)s->task->seq,
+                                       (long long)__atomic_load_n(&s->started_ns, __ATOMIC_RELAXED),
+                                       (long long)__atomic_load_n(&s->interp_id, __ATOMIC_RELAXED),
+                                       __atomic_load_n(&s->ident, __ATOMIC_RELAXED),
+                                       __atomic_load_n(&s->interrupted, __ATOMIC_RELAXED));
+        if (item == NULL || PyList_Append(list, item) < 0)
+            Py_CLEAR(list);
+        Py_XDECREF(item);
+    }
+    mg__mutex_unlock(&w->mu);
+    return list;
+}
+
+PyObject *
+mg__pool_interrupt(PyObject *op, PyObject *args)
+{
+    workers_t *w = ((pool_t *)op)->w;
+    unsigned long long seq;
+    int cancel;
+    if (!PyArg_ParseTuple(args, "Kp:interrupt", &seq, &cancel))
+        return NULL;
+    pool_irq_t *irq = malloc(sizeof *irq);
+    if (irq == NULL)
+        return PyErr_NoMemory();
+    mg__mutex_lock(&w->mu);
+    int i = find_running_locked(w, seq);
+    if (i >= 0)
+        __atomic_store_n(&w->slots[i].interrupted, cancel ? MG__IRQ_CANCEL : MG__IRQ_TIMEOUT,
+                         __ATOMIC_RELEASE);
+    mg__mutex_unlock(&w->mu);
+    if (i < 0) {
+        free(irq);
+        Py_RETURN_FALSE;
+    }
+    __atomic_add_fetch(&w->refs, 1, __ATOMIC_RELAXED);
+    *irq = (pool_irq_t){w, i, seq};
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    int rc = pthread_create(&t, &attr, pool_irq_thread, irq);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        mg__workers_decref(w);
+        free(irq);
+        return PyErr_NoMemory();
+    }
+    Py_RETURN_TRUE;
+}
+
+PyObject *
+mg__pool_abandon_task(PyObject *op, PyObject *arg)
+{
+    workers_t *w = ((pool_t *)op)->w;
+    unsigned long long seq = PyLong_AsUnsignedLongLong(arg);
+    if (seq == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    int replaced = 0;
+    mg__mutex_lock(&w->mu);
+    int i = find_running_locked(w, seq);
+    if (i >= 0) {
+        slot_t *s = &w->slots[i];
+        s->abandoned = 1;
+        pthread_detach(s->thread);
+        mg__pool_abandon(w->q, s->task);
+        if (s->run != NULL)
+            mg__waits_set_what(s->run, "abandoned task");   /* the watchdog said so */
+        mg__stuck_note(__atomic_load_n(&s->interp_id, __ATOMIC_ACQUIRE), 1);
+        replaced = mg__start_worker_locked(w) == 0;
+    }
+    mg__mutex_unlock(&w->mu);
+    if (i < 0)
+        Py_RETURN_NONE;
+    return PyBool_FromLong(replaced);
+}
+

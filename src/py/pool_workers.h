@@ -1,0 +1,68 @@
+/* pool_workers.h -- what src/py/pool.c (workers, the _Pool type) and
+ * src/py/pool_limits.c (interrupting, abandoning and replacing workers)
+ * share.  Internal to src/py. */
+#ifndef MG_PY_POOL_WORKERS_H
+#define MG_PY_POOL_WORKERS_H
+
+#include <pthread.h>
+#include "py/compat.h"
+#include "core/buf.h"
+#include "core/pool.h"
+#include "core/sync.h"
+#include "core/waits.h"
+
+/* One worker thread.  Replacements for abandoned workers take new slots. */
+typedef struct {
+    pthread_t thread;           /* guarded by workers_t.mu */
+    int abandoned;              /* guarded by workers_t.mu: detached, not joined */
+    int64_t interp_id;          /* atomic: the worker's interpreter, or -1 */
+    unsigned long ident;        /* atomic: the worker thread's ident */
+    uint64_t seq;               /* atomic: the task it runs */
+    int busy;                   /* atomic: 1 while it runs task seq */
+    int64_t started_ns;         /* atomic: when task seq started */
+    int interrupted;            /* atomic: MG__IRQ_* asked for task seq */
+    mg__task_t *task;           /* guarded by workers_t.mu: the task it runs, or NULL */
+    mg__wait_t *run;            /* guarded by workers_t.mu: its activity record, or NULL */
+} slot_t;
+
+enum { MG__IRQ_TIMEOUT = 1, MG__IRQ_CANCEL = 2 };
+
+/* What the workers share (process-global; no PyObject). */
+typedef struct {
+    mg__pool_t *q;              /* immutable */
+    int nworkers;               /* immutable */
+    slot_t *slots;              /* immutable array of cap slots */
+    int cap;                    /* immutable */
+    int nstarted;               /* guarded by mu: slots in use */
+    mg__buf_t path;             /* immutable: encoded sys.path */
+    mg__buf_t init;             /* immutable: encoded (fn, args), or empty */
+    int64_t max_tasks;          /* immutable; 0 = unlimited */
+    char name[16];              /* immutable: worker thread name (OS limit: 15 chars) */
+    mg__mutex_t mu;
+    mg__buf_t broken_info;      /* guarded by mu: why the pool broke */
+    int joined;                 /* guarded by mu */
+    int refs;                   /* atomic */
+} workers_t;
+
+typedef struct {
+    PyObject_HEAD
+    workers_t *w;
+} pool_t;
+
+/* Drop a reference to w (the pool object and each worker hold one). */
+void mg__workers_decref(workers_t *w);
+
+/* Start a worker in the next free slot (w->mu held).  0, or -1 when out of
+ * slots or threads. */
+int mg__start_worker_locked(workers_t *w);
+
+/* Remember (add) or forget the interpreter of an abandoned worker that is
+ * still stuck; see _end_abandoned. */
+void mg__stuck_note(int64_t id, int add);
+
+/* _Pool.running(), .interrupt(seq, cancel), .abandon(seq) (pool_limits.c). */
+PyObject *mg__pool_running(PyObject *op, PyObject *unused);
+PyObject *mg__pool_interrupt(PyObject *op, PyObject *args);
+PyObject *mg__pool_abandon_task(PyObject *op, PyObject *arg);
+
+#endif /* MG_PY_POOL_WORKERS_H */
