@@ -319,11 +319,13 @@ mg__registry_end_close(mg__interp_t *rec)
     mg__interp_t **pp = &registry.head;
     while (*pp != NULL && *pp != rec)
         pp = &(*pp)->next;
+    int drop = 1;                   /* the closer's pin */
     if (*pp == rec) {
         *pp = rec->next;
-        unref_locked(rec);          /* the table's reference */
+        drop++;                     /* and the table's reference */
     }
-    unref_locked(rec);              /* the closer's pin */
+    rec->refs -= drop - 1;          /* the pin keeps it alive until the last one */
+    unref_locked(rec);
     mg__mutex_unlock(&registry.mutex);
 }
 
