@@ -171,6 +171,58 @@ def test_self_deadlock_single_interpreter():
         a.exec("r = s = None")
 
 
+@pytest.mark.timeout(60)
+def test_nobody_can_send_wakes_receiver():
+    # The seed's "both sides receiving with nobody able to send": with the
+    # object API no one holding the send end means it is closed, and the
+    # receiver wakes with ChannelClosedError at once.
+    with manygil.create() as a:
+        r, s = manygil.create_channel()
+        a.prepare_main(r=r)
+        del r, s
+        gc.collect()
+        t = Runner(a, "r.recv()")
+        t.start()
+        t.join(10)
+        assert remote_type(t.error) == "ChannelClosedError"
+        a.exec("r = None")
+
+
+MAIN_THREAD_CYCLE = r"""
+import gc, threading, time, manygil
+a = manygil.create()
+r1, s1 = manygil.create_channel()
+r2, s2 = manygil.create_channel()
+a.prepare_main(r=r2, s=s1)      # A waits on 2 and could send on 1
+del r2, s1
+gc.collect()
+def run():
+    try:
+        a.exec("r.recv()")
+    except manygil.ExecutionFailed as e:
+        print("A:", e.excinfo.type.__name__)
+t = threading.Thread(target=run)
+t.start()
+t0 = time.monotonic()
+try:
+    r1.recv()                   # main waits on 1; main alone holds 2's send end
+except manygil.DeadlockError as e:
+    print("MAIN: DeadlockError", round(time.monotonic() - t0, 3))
+    print("MSG:", e)
+t.join()
+"""
+
+
+@pytest.mark.timeout(60)
+def test_main_thread_in_cycle_with_subinterpreter(tmp_path):
+    # The seed's production story: the main thread waits for a message from
+    # interpreter A while A waits for one only main could send.
+    proc = run_script(tmp_path, MAIN_THREAD_CYCLE, timeout=40)
+    assert proc.returncode == 0, describe(proc)
+    assert "A: DeadlockError" in proc.stdout and "MAIN: DeadlockError" in proc.stdout, describe(proc)
+    assert "interpreter 0" in proc.stdout
+
+
 # --- look-alikes that are not deadlocks ---------------------------------------
 
 @pytest.mark.timeout(60)
