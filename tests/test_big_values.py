@@ -15,7 +15,7 @@ from helpers import pool_funcs as pf
 from helpers.proc import child_env
 
 MIB = 1 << 20
-BIG = 64 * 1024           # the threshold (codec.c ADOPT_MIN)
+BIG = manygil._core.ADOPT_MIN     # the threshold (codec.c MG_ADOPT_MIN)
 
 
 def stats():
@@ -36,7 +36,7 @@ def adopted_delta(fn):
 
 
 @pytest.mark.parametrize("typ", [bytes, bytearray])
-@pytest.mark.parametrize("n", [BIG, MIB, 16 * MIB + 3])
+@pytest.mark.parametrize("n", [BIG, 2 * BIG + 1, 16 * MIB + 3])
 def test_channel_takes_block_over(typ, n):
     r, s = manygil.create_channel()
     value = pattern(n, typ)
@@ -86,7 +86,7 @@ def test_received_bytearray_is_fully_usable():
 
 def test_queue_and_nested_values():
     q = manygil.create_queue()
-    value = [pattern(MIB), {"k": pattern(BIG, bytearray)}, (1, pattern(2 * MIB))]
+    value = [pattern(BIG), {"k": pattern(BIG, bytearray)}, (1, pattern(2 * BIG))]
 
     def go():
         q.put(value)

@@ -61,12 +61,26 @@ mg__import_attr(const char *module, const char *name)
  * (pymalloc or malloc); with debug hooks (PYTHONMALLOC=debug, -X dev, a
  * debug build) or another allocator it does not, so then the receiver
  * copies (two copies, as before). */
-#define ADOPT_MIN (64 * 1024)
+/* Where it pays (bench/adopt_threshold.py): from 4 KiB for one value, but a
+ * container of many 64-256 KiB values is faster copied twice -- glibc hands
+ * such freed blocks back to the OS and the next ones fault their pages in
+ * again, while the one big copy buffer stays mapped.  From 1 MiB on, both
+ * ways fault and taking the block over wins 1.5-2x either way. */
+#ifndef MG_ADOPT_MIN
+#define MG_ADOPT_MIN (1024 * 1024)
+#endif
+#define ADOPT_MIN MG_ADOPT_MIN
 
 static PyObject *corrupt(const char *what);
 static int put_varint(mg__buf_t *b, uint64_t v);
 
 static int adopt_ok = -1;       /* -1: not decided yet */
+
+long
+mg__codec_adopt_min(void)
+{
+    return ADOPT_MIN;
+}
 static uint64_t blocks_adopted, blocks_copied;     /* atomic: for tests */
 
 void
@@ -121,7 +135,8 @@ enc_adoptable(mg__buf_t *b, PyObject *o, int is_bytes)
         PyErr_NoMemory();
         return -1;
     }
-    int rc = mg__copy_buffer(blk + head, &view);
+    /* Small copies keep the GIL (releasing it costs more than they do). */
+    int rc = n >= (1 << 20) ? mg__copy_buffer(blk + head, &view) : (memcpy(blk + head, view.buf, n), 0);
     PyBuffer_Release(&view);
     if (rc < 0) {
         free(blk);

@@ -41,6 +41,9 @@ void mg__codec_init(int dev_mode);
  * all) and copied from (two), since the start. */
 void mg__codec_block_stats(uint64_t *adopted, uint64_t *copied);
 
+/* The size from which bytes/bytearray values take one copy that way. */
+long mg__codec_adopt_min(void);
+
 /* mg__decode of plain bytes. */
 PyObject *mg__decode_bytes(const unsigned char *data, size_t len);
 

@@ -559,7 +559,8 @@ core_exec_module(PyObject *mod)
             || PyModule_AddFunctions(mod, mg__watch_functions) < 0
             || PyModule_AddFunctions(mod, mg__pool_functions) < 0)
         return -1;
-    if (PyModule_AddIntConstant(mod, "CODEC_MAX_DEPTH", MG__CODEC_MAX_DEPTH) < 0)
+    if (PyModule_AddIntConstant(mod, "CODEC_MAX_DEPTH", MG__CODEC_MAX_DEPTH) < 0
+            || PyModule_AddIntConstant(mod, "ADOPT_MIN", mg__codec_adopt_min()) < 0)
         return -1;
     return 0;
 }
