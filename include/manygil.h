@@ -83,7 +83,9 @@ MG_EXTERN int mg_interp_create(int64_t *id);
 
 /* Run NUL-terminated UTF-8 source `code` in the interpreter's __main__.
  * Returns MG_EEXEC if the code raised (the traceback is printed to the
- * interpreter's sys.stderr), MG_ENOTFOUND for an unknown id. */
+ * interpreter's sys.stderr), MG_ENOTFOUND for an unknown id.  While it
+ * runs, the call is visible to manygil's watchdog, deadlock detector and
+ * Interpreter.interrupt() like an Interpreter.exec. */
 MG_EXTERN int mg_interp_exec(int64_t id, const char *code);
 
 /* Close an interpreter.  MG_ERUNNING if some thread runs code in it,

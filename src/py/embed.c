@@ -58,7 +58,7 @@ mg_interp_exec(int64_t id, const char *code)
         return MG_ENOTINIT;
     mg__buf_t out = MG__BUF_INIT;
     int raised;
-    int rc = mg__interp_run(id, exec_source, (void *)code, &out, &raised);
+    int rc = mg__interp_run_as(id, "exec", exec_source, (void *)code, &out, &raised);
     mg__buf_free(&out);
     return rc;
 }
