@@ -50,23 +50,33 @@ def remote_type(exc):
     return exc.excinfo.type.__name__
 
 
-def cycle(a, b, *, queue=False):
-    """A holds recv1/send2, B holds recv2/send1; main keeps nothing."""
-    if queue:
-        q1, q2 = manygil.create_queue(), manygil.create_queue()
-        a.prepare_main(r=q1, s=q2)
-        b.prepare_main(r=q2, s=q1)
-        code = "r.get()"
-        del q1, q2
-    else:
-        r1, s1 = manygil.create_channel()
-        r2, s2 = manygil.create_channel()
-        a.prepare_main(r=r1, s=s2)
-        b.prepare_main(r=r2, s=s1)
-        code = "r.recv()"
-        del r1, s1, r2, s2
+def cross(a, b, *, keep_s1=False):
+    """Channels 1 and 2: A gets `r` = recv1 and `s` = send2, B gets `r` =
+    recv2 and `s` = send1.  Main drops its handles (all but send1 with
+    keep_s1, which is returned).  Returns (recv1 id, recv2 id, send1 or None)."""
+    r1, s1 = manygil.create_channel()
+    r2, s2 = manygil.create_channel()
+    a.prepare_main(r=r1, s=s2)
+    b.prepare_main(r=r2, s=s1)
+    ids = (r1.id, r2.id)
+    kept = s1 if keep_s1 else None
+    del r1, s1, r2, s2
     gc.collect()
-    return code
+    return ids[0], ids[1], kept
+
+
+def cycle(a, b, *, queue=False):
+    """A holds recv1/send2, B holds recv2/send1; main keeps nothing.
+    Returns the code each runs to wait."""
+    if not queue:
+        cross(a, b)
+        return "r.recv()"
+    q1, q2 = manygil.create_queue(), manygil.create_queue()
+    a.prepare_main(r=q1, s=q2)
+    b.prepare_main(r=q2, s=q1)
+    del q1, q2
+    gc.collect()
+    return "r.get()"
 
 
 @pytest.fixture
@@ -114,13 +124,7 @@ def test_receive_cycle_raises_deadlock_error_in_both(pair, queue):
 @pytest.mark.timeout(60)
 def test_deadlock_message_names_channels(pair):
     a, b = pair
-    r1, s1 = manygil.create_channel()
-    r2, s2 = manygil.create_channel()
-    ids = (r1.id, r2.id)
-    a.prepare_main(r=r1, s=s2)
-    b.prepare_main(r=r2, s=s1)
-    del r1, s1, r2, s2
-    gc.collect()
+    ids = cross(a, b)[:2]
     ta, tb = Runner(a, "r.recv()"), Runner(b, "r.recv()")
     ta.start(), tb.start()
     ta.join(10), tb.join(10)
@@ -196,11 +200,12 @@ r2, s2 = manygil.create_channel()
 a.prepare_main(r=r2, s=s1)      # A waits on 2 and could send on 1
 del r2, s1
 gc.collect()
+got = []
 def run():
     try:
         a.exec("r.recv()")
     except manygil.ExecutionFailed as e:
-        print("A:", e.excinfo.type.__name__)
+        got.append(e.excinfo.type.__name__)
 t = threading.Thread(target=run)
 t.start()
 t0 = time.monotonic()
@@ -210,6 +215,7 @@ except manygil.DeadlockError as e:
     print("MAIN: DeadlockError", round(time.monotonic() - t0, 3))
     print("MSG:", e)
 t.join()
+print("A:", *got)
 """
 
 
@@ -228,12 +234,7 @@ def test_main_thread_in_cycle_with_subinterpreter(tmp_path):
 @pytest.mark.timeout(60)
 def test_slow_sender_is_not_broken(pair):
     a, b = pair
-    r1, s1 = manygil.create_channel()
-    r2, s2 = manygil.create_channel()
-    a.prepare_main(r=r1, s=s2)
-    b.prepare_main(r=r2, s=s1)
-    del r1, s1, r2, s2
-    gc.collect()
+    cross(a, b)
     ta = Runner(a, "v = r.recv(); s.send(v + 1)")
     tb = Runner(b, "import time; time.sleep(0.6); s.send(41); w = r.recv()")
     ta.start(), tb.start()
@@ -245,12 +246,7 @@ def test_slow_sender_is_not_broken(pair):
 @pytest.mark.timeout(60)
 def test_main_interpreter_holding_send_end_keeps_waits(pair):
     a, b = pair
-    r1, s1 = manygil.create_channel()
-    r2, s2 = manygil.create_channel()
-    a.prepare_main(r=r1, s=s2)
-    b.prepare_main(r=r2, s=s1)
-    del r2, s2, r1
-    gc.collect()
+    s1 = cross(a, b, keep_s1=True)[2]
     # Main keeps s1 (the send end A waits on) and its main thread is free.
     ta = Runner(a, "v = r.recv(); s.send(v)")
     tb = Runner(b, "w = r.recv()")
@@ -268,12 +264,7 @@ def test_main_interpreter_holding_send_end_keeps_waits(pair):
 @pytest.mark.timeout(60)
 def test_second_thread_in_same_interpreter_is_not_broken(pair):
     a, b = pair
-    r1, s1 = manygil.create_channel()
-    r2, s2 = manygil.create_channel()
-    a.prepare_main(r=r1, s=s2)
-    b.prepare_main(r=r2, s=s1)
-    del r1, s1, r2, s2
-    gc.collect()
+    cross(a, b)
     # A starts a thread that sends on s2 after 0.6 s, then waits on r1.
     ta = Runner(a, "from helpers import hang_funcs as hf\n"
                    "hf.send_later_in_thread(s, 'from-thread', 0.6)\n"

@@ -348,19 +348,10 @@ mg__deadlock_start(void)
     int rc = 0;
     mg__mutex_lock(&dl.mutex);
     if (!dl.started) {
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, 256 * 1024);
-        if (pthread_create(&t, &attr, detector_main, NULL) == 0) {
-            pthread_setname_np(t, "manygil-deadlock");
+        if (mg__spawn_detached(detector_main, NULL, 256 * 1024, "manygil-deadlk") == 0)
             dl.started = 1;
-        }
-        else {
+        else
             rc = MG_ENOMEM;
-        }
-        pthread_attr_destroy(&attr);
     }
     mg__mutex_unlock(&dl.mutex);
     return rc;

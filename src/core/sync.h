@@ -80,4 +80,26 @@ mg__monotonic_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* Start fn(arg) on a new detached thread with a stack of stack_size bytes
+ * (0: the default), named `name` for tools like top (NULL: unnamed).
+ * 0 or -1. */
+static inline int
+mg__spawn_detached(void *(*fn)(void *), void *arg, size_t stack_size, const char *name)
+{
+    pthread_attr_t attr;
+    pthread_t t;
+    if (pthread_attr_init(&attr) != 0)
+        return -1;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (stack_size)
+        pthread_attr_setstacksize(&attr, stack_size);
+    int rc = pthread_create(&t, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    if (rc != 0)
+        return -1;
+    if (name != NULL)
+        pthread_setname_np(t, name);
+    return 0;
+}
+
 #endif /* MG_CORE_SYNC_H */

@@ -106,13 +106,7 @@ mg__interrupt_async(int64_t interp, unsigned long ident, const char *exc)
     irq->interp = interp;
     irq->ident = ident;
     snprintf(irq->exc, sizeof irq->exc, "%s", exc);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t t;
-    int rc = pthread_create(&t, &attr, irq_thread, irq);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
+    if (mg__spawn_detached(irq_thread, irq, 0, "manygil-irq") != 0) {
         free(irq);
         return MG_ENOMEM;
     }
@@ -254,23 +248,15 @@ sigint_init_once(void)
     fcntl(sigint.fds[1], F_SETFL, fl | O_NONBLOCK);
     fcntl(sigint.fds[0], F_SETFD, FD_CLOEXEC);
     fcntl(sigint.fds[1], F_SETFD, FD_CLOEXEC);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
-    pthread_t t;
-    /* The forwarder must not take SIGINT itself. */
+    /* The forwarder must not take SIGINT itself: it inherits this mask. */
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    int rc = pthread_create(&t, &attr, forwarder_main, NULL);
+    int rc = mg__spawn_detached(forwarder_main, NULL, 0, "manygil-sigint");
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
-    if (rc == 0) {
-        pthread_setname_np(t, "manygil-sigint");
+    if (rc == 0)
         sigint.ready = 1;
-    }
 }
 
 int

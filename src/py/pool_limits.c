@@ -186,13 +186,7 @@ mg__pool_interrupt(PyObject *op, PyObject *args)
     }
     __atomic_add_fetch(&w->refs, 1, __ATOMIC_RELAXED);
     *irq = (pool_irq_t){w, i, seq};
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t t;
-    int rc = pthread_create(&t, &attr, pool_irq_thread, irq);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
+    if (mg__spawn_detached(pool_irq_thread, irq, 0, "manygil-irq") != 0) {
         mg__workers_decref(w);
         free(irq);
         return PyErr_NoMemory();
