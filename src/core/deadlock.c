@@ -263,9 +263,8 @@ describe(const pass_t *p)
                first ? "" : "; ", (long long)w->interp_id, w->thread_ident,
                queue ? (recv ? "get from" : "put into") : (recv ? "receive on" : "send on"),
                queue ? "queue" : "channel", (long long)cid);
-        if (!queue)
-            append(&buf, &len, &cap, " (%s id %lld)", recv ? "RecvChannel" : "SendChannel",
-                   (long long)w->end_id);
+        append(&buf, &len, &cap, " (%s id %lld)",
+               queue ? "Queue" : recv ? "RecvChannel" : "SendChannel", (long long)w->end_id);
         append(&buf, &len, &cap, ", whose %s only interpreter%s ",
                queue ? "handles" : recv ? "send end" : "receive end",
                c->npeers > 1 ? "s" : "");
