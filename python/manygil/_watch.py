@@ -7,6 +7,7 @@ with the interpreter, the thread and since when.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -39,8 +40,19 @@ def _age(since_ns: int, now_ns: int) -> float:
     return max(0.0, (now_ns - since_ns) / 1e9)
 
 
+def _holders(rec: tuple) -> str:
+    """Who can complete a wait: the interpreters holding the other end."""
+    holders, open_to_all = rec[9], rec[10]
+    if open_to_all:
+        return "; the other end is reachable by anyone (a plain id, or a handle in a message)"
+    if not holders:
+        return "; no one holds the other end"
+    return f"; the other end is held by interpreter{'s' if len(holders) > 1 else ''} " + \
+        ", ".join(str(h) for h in holders)
+
+
 def _describe(rec: tuple, now_ns: int) -> str:
-    kind, interp, ident, since, what, end_id, cid, forever, is_queue = rec
+    kind, interp, ident, since, what, end_id, cid, forever, is_queue = rec[:9]
     age = _age(since, now_ns)
     who = f"interpreter {interp} thread {ident:#x}"
     if kind in ("send", "recv"):
@@ -52,7 +64,7 @@ def _describe(rec: tuple, now_ns: int) -> str:
             op = "receive on" if kind == "recv" else "send on"
             target = f"{op} channel {cid} ({end} id {end_id})"
         limit = "" if forever else " (with a timeout)"
-        return f"{who} waits to {target}{limit} for {age:.1f} s"
+        return f"{who} waits to {target}{limit} for {age:.1f} s{_holders(rec)}"
     if kind == "run":
         return f"{who} runs {what or 'code'} for {age:.1f} s"
     return f"{who} lives there"
@@ -113,12 +125,18 @@ def format_stacks(interps: Iterable[int] | None = None) -> str:
 
 def dump_stacks(file: TextIO | Any | None = None) -> None:
     """Write :func:`format_stacks` to ``file`` (default ``sys.stderr``): any
-    object with ``write()``.  Safe in a signal handler, e.g.::
+    object with ``write()``, or with only ``fileno()``.  Safe in a signal handler, e.g.::
 
         signal.signal(signal.SIGUSR1, lambda *a: manygil.dump_stacks())
     """
     text = format_stacks()
     out = sys.stderr if file is None else file
+    if not hasattr(out, "write") and hasattr(out, "fileno"):
+        data = text.encode("utf-8", "replace")
+        fd = out.fileno()
+        while data:
+            data = data[os.write(fd, data):]
+        return
     out.write(text)
     flush = getattr(out, "flush", None)
     if flush is not None:
@@ -155,7 +173,8 @@ def make_report(kind: str, interp_id: int, thread_id: int, seconds: float,
     """Build a report with the graph and the stacks of the interpreters
     involved (the one named, and every one with a blocked wait)."""
     activity = _core._activity() if activity is None else activity
-    involved = {interp_id} | {r[1] for r in activity if r[0] in ("send", "recv")}
+    waits = [r for r in activity if r[0] in ("send", "recv")]
+    involved = {interp_id} | {r[1] for r in waits} | {h for r in waits for h in r[9]}
     known = set(_core.list_all())
     stacks = format_stacks(i for i in involved if i in known)
     return HangReport(kind, interp_id, thread_id, seconds, description,
@@ -215,18 +234,22 @@ class Watchdog:
         now = time.monotonic_ns()
         limit = int(self.warn_after * 1e9)
         present = set()
-        # One report per stuck thread: its wait if it waits, else its
-        # innermost run (records come newest first).
+        # One report per stuck thread and hang: describe its wait if it
+        # waits, else its innermost run; a hang is keyed by the thread's
+        # outermost record, so a call that waits, then spins, is one hang.
         chosen: dict[int, tuple] = {}
-        for rec in activity:
+        outermost: dict[int, tuple] = {}
+        for rec in activity:                # newest first
             kind, what, ident = rec[0], rec[4], rec[2]
             if kind == "home" or (kind == "run" and what not in ("exec", "call", "task")):
                 continue
+            outermost[ident] = rec
             if ident not in chosen or (kind in ("send", "recv") and chosen[ident][0] == "run"):
                 chosen[ident] = rec
-        for rec in chosen.values():
-            kind, interp, ident, since, what = rec[:5]
-            key = (kind, interp, ident, since)
+        for ident, rec in chosen.items():
+            kind, interp, _, since, what = rec[:5]
+            first = outermost[ident]
+            key = (ident, first[1], first[3])
             present.add(key)
             if now - since < limit or key in self._reported:
                 continue

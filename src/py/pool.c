@@ -242,8 +242,10 @@ run_slot_task(workers_t *w, slot_t *s, int64_t interp_id, mg__task_t *t)
         /* An interrupt that arrived after the task's last bytecode must not
          * fire in the next one. */
         PyThreadState_SetAsyncExc(run.thread_ident, NULL);
-        if (t->status == MG__TASK_RAISED)
-            t->status = irq == MG__IRQ_TIMEOUT ? MG_ETIMEDOUT : MG_ECANCELLED;
+        /* Past its time limit (or cancelled) the task's outcome does not
+         * count, even if it caught the interrupt and returned. */
+        mg__buf_clear(&t->result);
+        t->status = irq == MG__IRQ_TIMEOUT ? MG_ETIMEDOUT : MG_ECANCELLED;
     }
     mg__mutex_lock(&w->mu);
     s->task = NULL;
@@ -304,7 +306,7 @@ worker_main(void *varg)
             abandoned = s->abandoned;
             mg__mutex_unlock(&w->mu);
             if (abandoned) {
-                mg__stuck_note(interp_id, 0);
+                mg__stuck_note(interp_id, 0, 0);
                 break;              /* a replacement serves in our place */
             }
             if (w->max_tasks > 0 && ++served >= w->max_tasks) {

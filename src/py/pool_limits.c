@@ -4,7 +4,9 @@
  * a replacement started in a new slot).  The policy (when to interrupt,
  * when to abandon, what to report) is Python's (manygil/_pool.py).
  */
+#include <pthread.h>
 #include <stdio.h>
+#include <time.h>
 #include <string.h>
 #include "manygil.h"
 #include "py/compat.h"
@@ -14,50 +16,137 @@
 
 /* ---- interrupting and abandoning running tasks -------------------------- */
 
-/* Interpreters of abandoned workers still stuck (process-global). */
+/* Interpreters of abandoned workers still stuck, with their threads
+ * (process-global). */
 #define MAX_STUCK 256
 static struct {
     mg__mutex_t mu;
     int64_t ids[MAX_STUCK];     /* guarded by mu */
+    unsigned long idents[MAX_STUCK];    /* guarded by mu */
     int n;                      /* guarded by mu */
 } stuck = { .mu = MG__MUTEX_INIT };
 
 void
-mg__stuck_note(int64_t id, int add)
+mg__stuck_note(int64_t id, unsigned long ident, int add)
 {
     mg__mutex_lock(&stuck.mu);
     if (add && stuck.n < MAX_STUCK) {
-        stuck.ids[stuck.n++] = id;
+        stuck.ids[stuck.n] = id;
+        stuck.idents[stuck.n++] = ident;
     }
     else if (!add) {
         for (int i = 0; i < stuck.n; i++)
             if (stuck.ids[i] == id) {
-                stuck.ids[i] = stuck.ids[--stuck.n];
+                stuck.n--;
+                stuck.ids[i] = stuck.ids[stuck.n];
+                stuck.idents[i] = stuck.idents[stuck.n];
                 break;
             }
     }
     mg__mutex_unlock(&stuck.mu);
 }
 
+/* ---- parking a stuck thread at exit --------------------------------------
+ * A stuck worker still running Python code (it swallows every interrupt)
+ * cannot have its interpreter ended under it.  Before ending it, we install
+ * a profile and a trace function in that interpreter: at the thread's next
+ * call, C call or line it lets its GIL go and waits for ever on a condition
+ * nobody signals, never touching the interpreter again.  (A thread stuck in
+ * C code meets it only when that code returns.) */
+
+static mg__mutex_t park_mu = MG__MUTEX_INIT;
+static pthread_cond_t park_cond = PTHREAD_COND_INITIALIZER;
+static unsigned long park_ident;        /* guarded by park_mu: the thread to park */
+static int parked;                      /* guarded by park_mu */
+
+static int
+park_fn(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    (void)obj; (void)frame; (void)what; (void)arg;
+    unsigned long me = PyThread_get_thread_ident();
+    mg__mutex_lock(&park_mu);
+    int mine = park_ident != 0 && me == park_ident;
+    mg__mutex_unlock(&park_mu);
+    if (!mine)
+        return 0;
+    PyEval_SaveThread();                /* no GIL from now on, for ever */
+    mg__mutex_lock(&park_mu);
+    parked = 1;
+    pthread_cond_broadcast(&park_cond);
+    for (;;)
+        pthread_cond_wait(&park_cond, &park_mu);
+}
+
+static int
+install_park(void *unused, mg__buf_t *out)
+{
+    (void)unused; (void)out;
+    PyEval_SetProfileAllThreads(park_fn, NULL);
+    PyEval_SetTraceAllThreads(park_fn, NULL);
+    return 0;
+}
+
+/* Park thread `ident` of interpreter `id` if it runs Python code: 1 if it
+ * parked within `wait_ns`, else 0. */
+static int
+park(int64_t id, unsigned long ident, int64_t wait_ns)
+{
+    mg__mutex_lock(&park_mu);
+    park_ident = ident;
+    parked = 0;
+    mg__mutex_unlock(&park_mu);
+    mg__buf_t out = MG__BUF_INIT;
+    int raised;
+    int rc = mg__interp_run(id, install_park, NULL, &out, &raised);
+    mg__buf_free(&out);
+    int done = 0;
+    if (rc == 0) {
+        int64_t deadline = mg__monotonic_ns() + wait_ns;
+        mg__mutex_lock(&park_mu);
+        while (!parked && mg__monotonic_ns() < deadline) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 5 * 1000 * 1000;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&park_cond, &park_mu, &ts);
+        }
+        done = parked;
+        mg__mutex_unlock(&park_mu);
+    }
+    mg__mutex_lock(&park_mu);
+    park_ident = 0;
+    mg__mutex_unlock(&park_mu);
+    return done;
+}
+
 PyDoc_STRVAR(end_abandoned_doc,
 "_end_abandoned()\n--\n\n"
 "At exit: end the interpreters of abandoned pool workers that are still\n"
-"stuck (their threads never come back), as CPython 3.13 does itself, so\n"
-"that finalization does not abort on 3.12.  Their threads must not wake\n"
-"afterwards; the process is about to end.  Returns how many were ended.");
+"stuck, as CPython 3.13 does itself, so that finalization does not abort on\n"
+"3.12.  A worker still running Python code is parked first (see park());\n"
+"one stuck in C must not return from it afterwards -- the process is about\n"
+"to end.  Returns how many were ended.");
 
 static PyObject *
 fn_end_abandoned(PyObject *mod, PyObject *unused)
 {
     (void)mod; (void)unused;
     int64_t ids[MAX_STUCK];
+    unsigned long idents[MAX_STUCK];
     mg__mutex_lock(&stuck.mu);
     int n = stuck.n;
     memcpy(ids, stuck.ids, (size_t)n * sizeof *ids);
+    memcpy(idents, stuck.idents, (size_t)n * sizeof *idents);
     stuck.n = 0;
     mg__mutex_unlock(&stuck.mu);
     int ended = 0;
     for (int i = 0; i < n; i++) {
+        Py_BEGIN_ALLOW_THREADS
+        (void)park(ids[i], idents[i], 200 * 1000 * 1000LL);
+        Py_END_ALLOW_THREADS
         mg__interp_t *rec;
         void *cached;
         if (mg__registry_enter(ids[i], &rec, &cached) != 0)
@@ -68,6 +157,8 @@ fn_end_abandoned(PyObject *mod, PyObject *unused)
         PyThreadState *ts = PyThreadState_New(interp);
         if (ts != NULL) {
             PyEval_RestoreThread(ts);
+            PyEval_SetProfileAllThreads(NULL, NULL);
+            PyEval_SetTraceAllThreads(NULL, NULL);
             PyThreadState *o = PyInterpreterState_ThreadHead(interp);
             while (o != NULL) {
                 PyThreadState *next = PyThreadState_Next(o);
@@ -211,7 +302,8 @@ mg__pool_abandon_task(PyObject *op, PyObject *arg)
         mg__pool_abandon(w->q, s->task);
         if (s->run != NULL)
             mg__waits_set_what(s->run, "abandoned task");   /* the watchdog said so */
-        mg__stuck_note(__atomic_load_n(&s->interp_id, __ATOMIC_ACQUIRE), 1);
+        mg__stuck_note(__atomic_load_n(&s->interp_id, __ATOMIC_ACQUIRE),
+                       __atomic_load_n(&s->ident, __ATOMIC_RELAXED), 1);
         replaced = mg__start_worker_locked(w) == 0;
     }
     mg__mutex_unlock(&w->mu);

@@ -57,8 +57,8 @@ void mg__workers_decref(workers_t *w);
 int mg__start_worker_locked(workers_t *w);
 
 /* Remember (add) or forget the interpreter of an abandoned worker that is
- * still stuck; see _end_abandoned. */
-void mg__stuck_note(int64_t id, int add);
+ * still stuck, and its thread; see _end_abandoned. */
+void mg__stuck_note(int64_t id, unsigned long ident, int add);
 
 /* _Pool.running(), .interrupt(seq, cancel), .abandon(seq) (pool_limits.c). */
 PyObject *mg__pool_running(PyObject *op, PyObject *unused);

@@ -198,9 +198,12 @@ kind_name(int kind)
 PyDoc_STRVAR(activity_doc,
 "_activity()\n--\n\n"
 "The activity table, newest first: [(kind, interp_id, thread_ident, since_ns,\n"
-"what, end_id, channel_id, forever, is_queue)], kind in 'send', 'recv',\n"
+"what, end_id, channel_id, forever, is_queue, holders, open_to_all)], kind in\n"
+"'send', 'recv',\n"
 "'run', 'home'; what names a run ('exec', 'call', 'task'), else None;\n"
-"end_id/channel_id are None for runs and homes.  since_ns is monotonic\n"
+"end_id/channel_id are None for runs and homes; holders: the interpreters\n"
+"holding the other end of a wait's channel, open_to_all: anyone may act on it\n"
+"(a plain id, a handle in flight, closed).  since_ns is monotonic\n"
 "(compare with time.monotonic_ns()).");
 
 static PyObject *
@@ -217,12 +220,30 @@ fn_activity(PyObject *mod, PyObject *unused)
         int is_wait = r->kind == MG__WAIT_SEND || r->kind == MG__WAIT_RECV;
         PyObject *end = is_wait ? PyLong_FromLongLong(r->end_id) : Py_NewRef(Py_None);
         PyObject *cid = is_wait ? PyLong_FromLongLong(r->end_id / 2) : Py_NewRef(Py_None);
-        PyObject *item = (end && cid) ? Py_BuildValue(
-            "(sLkLzOOOO)", kind_name(r->kind), (long long)r->interp_id, r->thread_ident,
+        /* Waits: who holds the other end (and whether anyone else may). */
+        PyObject *holders = PyList_New(0);
+        int open_to_all = 0;
+        if (holders != NULL && is_wait && r->chan != NULL) {
+            int64_t peers[64];
+            size_t npeers;
+            int end_kind = mg__channel_is_queue(r->chan) ? MG__END_BOTH
+                         : r->kind == MG__WAIT_RECV ? MG__END_SEND : MG__END_RECV;
+            open_to_all = mg__channel_peers(r->chan, end_kind, peers, 64, &npeers);
+            for (size_t k = 0; holders != NULL && k < npeers; k++) {
+                PyObject *h = PyLong_FromLongLong(peers[k]);
+                if (h == NULL || PyList_Append(holders, h) < 0)
+                    Py_CLEAR(holders);
+                Py_XDECREF(h);
+            }
+        }
+        PyObject *item = (end && cid && holders) ? Py_BuildValue(
+            "(sLkLzOOOOOO)", kind_name(r->kind), (long long)r->interp_id, r->thread_ident,
             (long long)r->since_ns, r->what, end, cid, r->forever && is_wait ? Py_True : Py_False,
-            is_wait && r->chan && mg__channel_is_queue(r->chan) ? Py_True : Py_False) : NULL;
+            is_wait && r->chan && mg__channel_is_queue(r->chan) ? Py_True : Py_False,
+            holders, open_to_all ? Py_True : Py_False) : NULL;
         Py_XDECREF(end);
         Py_XDECREF(cid);
+        Py_XDECREF(holders);
         if (item == NULL || PyList_Append(list, item) < 0)
             Py_CLEAR(list);
         Py_XDECREF(item);
