@@ -36,11 +36,13 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+# The functions run in interpreters and workers are the tests' (importable
+# there: interpreters copy sys.path when they are made).
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
 import manygil                              # noqa: E402
 from manygil import _core                   # noqa: E402
-import hangs_funcs as hf                    # noqa: E402
+from helpers import hang_funcs as hf        # noqa: E402
 
 
 def poll(pred, timeout=10.0):
@@ -155,7 +157,7 @@ def ctrl_c_trial():
 
 def stacks_trial():
     interps = [manygil.create() for _ in range(4)]
-    threads = [threading.Thread(target=i.call, args=(hf.spin_for, 3.0)) for i in interps[:2]]
+    threads = [threading.Thread(target=i.call, args=(hf.hang_marker_spin, 3.0)) for i in interps[:2]]
     for t in threads:
         t.start()
     time.sleep(0.1)
@@ -164,7 +166,7 @@ def stacks_trial():
         start = time.perf_counter()
         text = manygil.format_stacks()
         times.append(time.perf_counter() - start)
-        assert "spin_for" in text
+        assert "hang_marker_spin" in text
     for t in threads:
         t.join()
     for i in interps:
