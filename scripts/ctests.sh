@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # Build and run the C tests (tests/c/test_*.c) against Python $1: each test
 # program runs in its own process under a timeout.
+# MANYGIL_CTEST_SANITIZE=thread (or address,undefined) builds them with that
+# sanitizer; a report fails the test (the sanitizers' exit codes are kept).
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PY="$1"
-OUT="$REPO/tests/c/bin/$("$PY" -c "import sys; print('%d.%d' % sys.version_info[:2])")"
+SAN=${MANYGIL_CTEST_SANITIZE:-}
+OUT="$REPO/tests/c/bin/$("$PY" -c "import sys; print('%d.%d%s' % (sys.version_info[:2] + (sys.abiflags,)))")${SAN:+-${SAN//,/-}}"
 mkdir -p "$OUT"
 read -r PYINC PYLIBDIR PYLDVER < <("$PY" -c "import sysconfig as s; v = s.get_config_var; print(s.get_paths()['include'], v('LIBDIR'), v('LDVERSION'))")
 CFLAGS="-std=c11 -O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE -I$REPO/include -I$REPO/src"
-CORE="$REPO/src/core/buf.c $REPO/src/core/channel.c $REPO/src/core/deadlock.c $REPO/src/core/errors.c $REPO/src/core/pool.c $REPO/src/core/registry.c $REPO/src/core/shbuf.c $REPO/src/core/waits.c"
-PYSRC="$REPO/src/py/channel.c $REPO/src/py/codec.c $REPO/src/py/embed.c $REPO/src/py/errors.c $REPO/src/py/interp.c $REPO/src/py/interrupt.c $REPO/src/py/module.c $REPO/src/py/pool.c $REPO/src/py/pool_limits.c $REPO/src/py/shbuf.c $REPO/src/py/watch.c"
+if [ -n "$SAN" ]; then
+  CFLAGS="$CFLAGS -fsanitize=$SAN -fno-omit-frame-pointer -fno-sanitize-recover=all"
+  export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}"
+  export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1 print_stacktrace=1}"
+  export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0}"
+fi
+CORE=$(ls "$REPO"/src/core/*.c)
+PYSRC=$(ls "$REPO"/src/py/*.c)
 passed=0; failed=0
 for src in "$REPO"/tests/c/test_*.c; do
   name=$(basename "$src" .c)

@@ -14,18 +14,34 @@ if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
 
 DEFAULT_TIMEOUT = 60
+# Debug builds and sanitizers run the same code several times slower:
+# scripts/root-job.sh sets MANYGIL_TIMEOUT_SCALE there (timeouts only; no
+# test asserts an absolute time).
+TIMEOUT_SCALE = float(os.environ.get("MANYGIL_TIMEOUT_SCALE", "1"))
+# Set by scripts/root-job.sh when the extension is built with sanitizers.
+SANITIZER = os.environ.get("MANYGIL_SANITIZER", "")
 
 
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "timeout(seconds): per-test timeout (pytest-timeout)")
+    config.addinivalue_line(
+        "markers", "rss_bound: asserts resident memory; deselected under ASan "
+        "(its quarantine and shadow memory keep freed blocks resident)")
 
 
 def pytest_collection_modifyitems(config, items):
     # Every test gets a timeout; explicit @pytest.mark.timeout(...) wins.
     for item in items:
-        if item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(DEFAULT_TIMEOUT))
+        marker = item.get_closest_marker("timeout")
+        seconds = marker.args[0] if marker is not None and marker.args else \
+            marker.kwargs.get("timeout", DEFAULT_TIMEOUT) if marker is not None else DEFAULT_TIMEOUT
+        if marker is None or TIMEOUT_SCALE != 1:
+            item.add_marker(pytest.mark.timeout(seconds * TIMEOUT_SCALE), append=False)
+        if SANITIZER and item.get_closest_marker("rss_bound") is not None:
+            item.add_marker(pytest.mark.skip(
+                reason=f"asserts RSS; not meaningful under the {SANITIZER} sanitizer "
+                       "(freed memory stays resident in its quarantine)"))
 
 
 @pytest.fixture

@@ -247,6 +247,7 @@ def test_map_abandoned_iterator_leaves_pool_usable(pool):
 
 @pytest.mark.timeout(400)
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc (Linux)")
+@pytest.mark.rss_bound
 def test_map_ten_million_items_bounded_memory():
     """10M items from an endless generator: the sum is right and RSS grows
     by less than 100 MiB (the whole input/output would be ~GBs)."""

@@ -22,6 +22,7 @@ def rss_growth(kind, warmup=20, cycles=200):
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc (Linux)")
 @pytest.mark.timeout(600)
+@pytest.mark.rss_bound
 def test_create_close_cycles_do_not_leak():
     """RSS growth over 200 create/exec/close cycles (after 20 warm-up cycles)
     stays below 30 MiB more than what CPython itself leaks for the same

@@ -216,6 +216,7 @@ def test_numpy_pattern_in_the_main_interpreter(interp):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.rss_bound
 def test_memory_returns_to_the_os_after_a_1gib_buffer_is_released():
     code = r'''
 import gc, manygil

@@ -51,16 +51,16 @@ mg__import_attr(const char *module, const char *name)
  *
  * When the encoding outlives the sender's call (channels, queues, the pool),
  * a big bytes/bytearray is copied once, by the sender, into a malloc'd block
- * laid out exactly as CPython lays out such an object of that size: for
- * bytes the whole PyBytesObject (header, data, NUL), for bytearray its data
- * buffer.  The receiver takes the block over instead of copying it again:
- * it initializes the header (bytes) or hands the buffer to an empty
- * bytearray.  CPython frees it with PyObject_Free, which for a block that
- * pymalloc did not make (anything over 512 bytes is such a block) calls
- * PyMem_RawFree, i.e. free().  That holds with the default allocators
- * (pymalloc or malloc); with debug hooks (PYTHONMALLOC=debug, -X dev, a
- * debug build) or another allocator it does not, so then the receiver
- * copies (two copies, as before). */
+ * laid out exactly as CPython lays out such an object of that size (see
+ * compat.h, mg__block_header: a whole PyBytesObject for bytes, the data
+ * buffer of a bytearray -- on 3.15 a bytes object too).  The receiver takes
+ * the block over instead of copying it again (compat.h's *_take_block).
+ * CPython frees it with PyObject_Free, which for a block that pymalloc did
+ * not make (anything over 512 bytes is such a block) calls PyMem_RawFree,
+ * i.e. free().  That holds with the default allocators (pymalloc or
+ * malloc); with debug hooks (PYTHONMALLOC=debug, -X dev, a debug build),
+ * another allocator, or a CPython whose layout compat.h does not vouch for,
+ * it does not, so then the receiver copies (two copies, as before). */
 /* Where it pays (bench/adopt_threshold.py): from 4 KiB for one value, but a
  * container of many 64-256 KiB values is faster copied twice -- glibc hands
  * such freed blocks back to the OS and the next ones fault their pages in
@@ -90,6 +90,12 @@ mg__codec_block_stats(uint64_t *adopted, uint64_t *copied)
     *copied = __atomic_load_n(&blocks_copied, __ATOMIC_RELAXED);
 }
 
+int
+mg__codec_adopts(void)
+{
+    return adopt_ok == 1;
+}
+
 /* Whether received blocks can become objects (decided once, early, by the
  * main interpreter: see mg__codec_init). */
 void
@@ -97,7 +103,7 @@ mg__codec_init(int dev_mode)
 {
     if (adopt_ok >= 0)
         return;
-#if defined(Py_DEBUG) || defined(Py_GIL_DISABLED)
+#if !MG__ADOPT_BLOCKS
     (void)dev_mode;
     adopt_ok = 0;
 #else
@@ -105,12 +111,6 @@ mg__codec_init(int dev_mode)
     adopt_ok = !dev_mode && (alloc == NULL || alloc[0] == '\0' || strcmp(alloc, "pymalloc") == 0
                              || strcmp(alloc, "malloc") == 0);
 #endif
-}
-
-static size_t
-adopt_header(int is_bytes)
-{
-    return is_bytes ? offsetof(PyBytesObject, ob_sval) : 0;
 }
 
 static void
@@ -128,7 +128,7 @@ enc_adoptable(mg__buf_t *b, PyObject *o, int is_bytes)
     Py_buffer view;
     if (PyObject_GetBuffer(o, &view, PyBUF_SIMPLE) < 0)   /* pins a bytearray's size */
         return -1;
-    size_t n = (size_t)view.len, head = adopt_header(is_bytes);
+    size_t n = (size_t)view.len, head = mg__block_header(is_bytes);
     unsigned char *blk = malloc(head + n + 1);
     if (blk == NULL) {
         PyBuffer_Release(&view);
@@ -163,40 +163,28 @@ dec_adoptable(mg__bufref_t *ref, size_t n, int consume)
 {
     int is_bytes = ref->arg;
     unsigned char *blk = ref->ptr;
-    size_t head = adopt_header(is_bytes);
+    size_t head = mg__block_header(is_bytes);
     if (blk == NULL)
         return corrupt("block already taken");
-    if (!consume || adopt_ok != 1 || n > (size_t)PY_SSIZE_T_MAX - head - 1) {
-        __atomic_add_fetch(&blocks_copied, 1, __ATOMIC_RELAXED);
-        return is_bytes ? PyBytes_FromStringAndSize((const char *)blk + head, (Py_ssize_t)n)
-                        : PyByteArray_FromStringAndSize((const char *)blk, (Py_ssize_t)n);
-    }
-    if (is_bytes) {
-        PyObject *o = (PyObject *)blk;
-        (void)PyObject_InitVar((PyVarObject *)o, &PyBytes_Type, (Py_ssize_t)n);
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-#endif
-        ((PyBytesObject *)o)->ob_shash = -1;
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
+    if (n > (size_t)PY_SSIZE_T_MAX - head - 1)
+        return corrupt("block too big");
+#if MG__ADOPT_BLOCKS
+    if (consume && adopt_ok == 1) {
+        PyObject *o = is_bytes ? mg__bytes_take_block(blk, (Py_ssize_t)n)
+                               : mg__bytearray_take_block(blk, (Py_ssize_t)n);
+        if (o == NULL)
+            return NULL;
         ref->ptr = NULL;
         __atomic_add_fetch(&blocks_adopted, 1, __ATOMIC_RELAXED);
         return o;
     }
-    PyObject *o = PyByteArray_FromStringAndSize(NULL, 0);
-    if (o == NULL)
-        return NULL;
-    PyByteArrayObject *ba = (PyByteArrayObject *)o;
-    PyObject_Free(ba->ob_bytes);        /* NULL for an empty one; harmless */
-    ba->ob_bytes = ba->ob_start = (char *)blk;
-    ba->ob_alloc = (Py_ssize_t)n + 1;
-    Py_SET_SIZE(ba, (Py_ssize_t)n);
-    ref->ptr = NULL;
-    __atomic_add_fetch(&blocks_adopted, 1, __ATOMIC_RELAXED);
-    return o;
+#else
+    (void)consume;
+#endif
+    __atomic_add_fetch(&blocks_copied, 1, __ATOMIC_RELAXED);
+    const char *data = (const char *)blk + head;
+    return is_bytes ? PyBytes_FromStringAndSize(data, (Py_ssize_t)n)
+                    : PyByteArray_FromStringAndSize(data, (Py_ssize_t)n);
 }
 
 /* ---- encoding ---------------------------------------------------------- */

@@ -41,6 +41,10 @@ void mg__codec_init(int dev_mode);
  * all) and copied from (two), since the start. */
 void mg__codec_block_stats(uint64_t *adopted, uint64_t *copied);
 
+/* Whether receivers take blocks over in this process (CPython version,
+ * build and allocators allow it: compat.h MG__ADOPT_BLOCKS, mg__codec_init). */
+int mg__codec_adopts(void);
+
 /* The size from which bytes/bytearray values take one copy that way. */
 long mg__codec_adopt_min(void);
 

@@ -1,5 +1,5 @@
 /* compat.h -- every difference between the CPython versions we support
- * (3.12, 3.13, 3.14) lives here, behind small shims. */
+ * (3.12, 3.13, 3.14, 3.15) lives here, behind small shims. */
 #ifndef MG_PY_COMPAT_H
 #define MG_PY_COMPAT_H
 
@@ -74,5 +74,90 @@ mg__main_module(void)
     return m;
 #endif
 }
+
+/* ---- big bytes/bytearray taken over from a malloc'd block ---------------
+ *
+ * The codec's one-copy path (codec.c, "big bytes and bytearray") builds an
+ * object around a block the sender malloc'd.  That writes fields CPython
+ * does not publish for writing, so it is allowed only where a version gate
+ * says the layout is the one written here and tests/test_big_values.py
+ * (run on every supported version, release and debug builds) proves it:
+ *
+ *   bytes, 3.12-3.15: the block is a whole PyBytesObject (header, data,
+ *     NUL); PyObject_InitVar sets the header, ob_shash = -1 is the
+ *     documented "hash not computed yet".
+ *   bytearray, 3.12-3.14: the block is the data buffer (data, NUL), handed
+ *     to an empty bytearray as ob_bytes/ob_start with ob_alloc = n + 1.
+ *   bytearray, 3.15: a bytearray keeps its storage in a bytes object
+ *     (ob_bytes_object, ob_alloc == its size); the block becomes that bytes
+ *     object as above and the bytearray points into it, as CPython's own
+ *     bytearray_reinit_from_bytes does.
+ * Elsewhere (a newer CPython, a debug or free-threaded build) the receiver
+ * copies.  CPython frees such blocks with PyObject_Free, which gives a block
+ * pymalloc did not make to free(): codec.c also checks the allocators. */
+#if !defined(Py_DEBUG) && !defined(Py_GIL_DISABLED) && PY_VERSION_HEX < 0x03100000
+#  define MG__ADOPT_BLOCKS 1
+#else
+#  define MG__ADOPT_BLOCKS 0
+#endif
+#if PY_VERSION_HEX >= 0x030F0000
+#  define MG__BYTEARRAY_IN_BYTES 1    /* 3.15+: storage is a bytes object */
+#else
+#  define MG__BYTEARRAY_IN_BYTES 0
+#endif
+
+/* Bytes of header before a block's data: the block of a bytes value (and on
+ * 3.15 of a bytearray too) is laid out as a whole PyBytesObject. */
+static inline size_t
+mg__block_header(int is_bytes)
+{
+    return is_bytes || MG__BYTEARRAY_IN_BYTES ? offsetof(PyBytesObject, ob_sval) : 0;
+}
+
+#if MG__ADOPT_BLOCKS
+/* The bytes object of size n whose block `blk` the caller gives up (laid
+ * out as mg__block_header(1) bytes of header, n of data, a NUL).  Never
+ * fails. */
+static inline PyObject *
+mg__bytes_take_block(void *blk, Py_ssize_t n)
+{
+    PyObject *o = (PyObject *)blk;
+    (void)PyObject_InitVar((PyVarObject *)o, &PyBytes_Type, n);
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+    ((PyBytesObject *)o)->ob_shash = -1;
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+    return o;
+}
+
+/* The bytearray of size n over block `blk` (laid out as
+ * mg__block_header(0) bytes of header, n of data, a NUL).  On success the
+ * bytearray owns the block; NULL with an exception (the block is still the
+ * caller's). */
+static inline PyObject *
+mg__bytearray_take_block(void *blk, Py_ssize_t n)
+{
+    PyObject *o = PyByteArray_FromStringAndSize(NULL, 0);
+    if (o == NULL)
+        return NULL;
+    PyByteArrayObject *ba = (PyByteArrayObject *)o;
+#if MG__BYTEARRAY_IN_BYTES
+    PyObject *storage = mg__bytes_take_block(blk, n);
+    Py_XSETREF(ba->ob_bytes_object, storage);
+    ba->ob_bytes = ba->ob_start = PyBytes_AS_STRING(storage);
+    ba->ob_alloc = n;
+#else
+    PyObject_Free(ba->ob_bytes);        /* NULL for an empty one; harmless */
+    ba->ob_bytes = ba->ob_start = (char *)blk;
+    ba->ob_alloc = n + 1;
+#endif
+    Py_SET_SIZE(ba, n);
+    return o;
+}
+#endif /* MG__ADOPT_BLOCKS */
 
 #endif /* MG_PY_COMPAT_H */

@@ -476,8 +476,9 @@ core_codec_stats(PyObject *mod, PyObject *unused)
     (void)mod; (void)unused;
     uint64_t adopted, copied;
     mg__codec_block_stats(&adopted, &copied);
-    return Py_BuildValue("{sKsK}", "blocks_adopted", (unsigned long long)adopted,
-                         "blocks_copied", (unsigned long long)copied);
+    return Py_BuildValue("{sKsKsO}", "blocks_adopted", (unsigned long long)adopted,
+                         "blocks_copied", (unsigned long long)copied,
+                         "adopts", mg__codec_adopts() ? Py_True : Py_False);
 }
 
 /* ---- module definition ------------------------------------------------- */

@@ -5,6 +5,8 @@ import sys
 import textwrap
 
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Debug builds and sanitizers are slower: child timeouts scale (conftest.py).
+TIMEOUT_SCALE = float(os.environ.get("MANYGIL_TIMEOUT_SCALE", "1"))
 
 
 def child_env():
@@ -22,7 +24,7 @@ def run_python(args, *, timeout=60, cwd=None):
         [sys.executable, *args],
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=timeout * TIMEOUT_SCALE,
         cwd=cwd,
         env=child_env(),
     )
