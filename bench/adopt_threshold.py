@@ -23,7 +23,10 @@ v = {"bytes": bytes(n), "bytearray": bytearray(n), "list": [bytes(n)] * k}[kind]
 best = float("inf")
 for _ in range(max(20, min(2000, (64 << 20) // (n * k)))):
     t0 = time.perf_counter(); s.send(v); r.recv(); best = min(best, time.perf_counter() - t0)
-print(best)
+s.send(v); got = r.recv()     # untimed: what came out is what went in, as the same type
+assert type(got) is type(v) and got == v, (type(got), len(got))
+st = manygil._core._codec_stats()
+print(best, st["blocks_adopted"], st["blocks_copied"])
 """
 
 # Each case in a fresh process: glibc's malloc adapts its thresholds to what
@@ -34,11 +37,20 @@ CASES = [("bytes", 4 << 10, 1), ("bytearray", 4 << 10, 1), ("bytes", 64 << 10, 1
          ("list", 256 << 10, 50), ("list", 1 << 20, 20), ("list", 4 << 20, 5)]
 
 
-def run(py, case):
+def run(py, case, adopt):
+    """Best time of `case` under interpreter `py`; checks that this build took
+    the blocks over (adopt=True) or never did (adopt=False: below its
+    threshold the value is copied into the message and out again, and no
+    block is counted either way): a build that silently did the other would
+    make the comparison meaningless."""
     kind, n, k = case
     out = subprocess.run([py, "-c", CHILD, kind, str(n), str(k)], capture_output=True, text=True,
                          check=True, timeout=300)
-    return float(out.stdout)
+    best, adopted, copied = out.stdout.split()
+    if (int(adopted) > 0 and int(copied) == 0) != adopt:
+        sys.exit(f"{py}: {label(case)}: {adopted} blocks taken over, {copied} copied from; "
+                 f"expected {'only taken over' if adopt else 'none taken over'}")
+    return float(best)
 
 
 def label(case):
@@ -53,8 +65,8 @@ def main():
     print("|---|---|---|---|")
     for case in CASES:
         # Twice, interleaved; keep the best of each.
-        ta = min(run(adopt_py, case), run(adopt_py, case))
-        tc = min(run(copy_py, case), run(copy_py, case))
+        ta = min(run(adopt_py, case, True), run(adopt_py, case, True))
+        tc = min(run(copy_py, case, False), run(copy_py, case, False))
         print(f"| {label(case)} | {ta * 1e6:,.1f} µs | {tc * 1e6:,.1f} µs | {ta / tc:.2f} |")
 
 
