@@ -13,7 +13,7 @@ read -r PYINC PYLIBDIR PYLDVER < <("$PY" -c "import sysconfig as s; v = s.get_co
 CFLAGS="-std=c11 -O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE -I$REPO/include -I$REPO/src"
 if [ -n "$SAN" ]; then
   CFLAGS="$CFLAGS -fsanitize=$SAN -fno-omit-frame-pointer -fno-sanitize-recover=all"
-  export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}"
+  export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1 suppressions=$REPO/tests/c/tsan.supp}"
   export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1 print_stacktrace=1}"
   export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0}"
 fi

@@ -21,13 +21,15 @@ case $JOB in
     export LD_PRELOAD=$libasan
     export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:detect_stack_use_after_return=0"
     export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
-    export PYTHONMALLOC=malloc MANYGIL_SANITIZER=address,undefined
+    export MANYGIL_TIMEOUT_SCALE=${MANYGIL_TIMEOUT_SCALE:-2}
+    export PYTHONMALLOC=malloc MANYGIL_SANITIZER=address,undefined MANYGIL_CTEST_SANITIZE=address,undefined
     log=$REPO/.test-logs/$JOB.log
     mkdir -p "$REPO/.test-logs"
     "$REPO/scripts/run-suite.sh" "$JOB" "$vpy" "$@" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
-    if grep -nE 'ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer' "$log" | head -n 20; then
-      echo "=== $JOB: sanitizer reports above"; rc=1
+    reports=$(grep -nE 'ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer' "$log" | head -n 20)
+    if [ -n "$reports" ]; then
+      printf '%s\n' "$reports"; echo "=== $JOB: sanitizer reports above"; rc=1
     fi
     exit "$rc" ;;
   *-dbg)

@@ -96,7 +96,7 @@ def test_channel_send_recv():
         with pytest.raises(manygil.ChannelEmptyError):
             r.recv_nowait()
         with pytest.raises(manygil.ChannelTimeoutError):
-            r.recv(timeout=0)
+            r.recv(timeout=0.001)
     measure(op)
 
 
@@ -176,7 +176,7 @@ def test_deadlock_detection():
             th.join(30 * TIMEOUT_SCALE)
             assert err == ["DeadlockError"], err
             it.exec("r = s = None")
-        measure(op, reps=REPS // 4, warmup=10)
+        measure(op, reps=REPS // 4)
 
 
 @pytest.mark.timeout(900)
@@ -191,4 +191,4 @@ def test_interrupts():
                 time.sleep(0.0005)
             th.join(30 * TIMEOUT_SCALE)
             assert out == ["KeyboardInterrupt"], out
-        measure(op, reps=REPS // 4, warmup=10)
+        measure(op, reps=REPS // 4)

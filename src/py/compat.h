@@ -75,6 +75,59 @@ mg__main_module(void)
 #endif
 }
 
+/* ---- a native thread attaching to the main interpreter ------------------
+ *
+ * A thread with no thread state at all (a host's thread calling the C API)
+ * sometimes needs one of the main interpreter, e.g. to create an
+ * interpreter.  3.15+ (PEP 788): PyThreadState_EnsureFromView on a view of
+ * the main interpreter attaches it, or fails at once when the main
+ * interpreter is finalizing (or gone), and keeps it from finalizing while
+ * attached.  3.12-3.14: PyGILState_Ensure after a Py_IsFinalizing check;
+ * a finalization that starts between the two can still hang the thread in
+ * PyGILState_Ensure, which is exactly the race PEP 788 closes. */
+typedef struct {
+#if PY_VERSION_HEX >= 0x030F0000
+    PyThreadStateToken *token;
+#else
+    PyGILState_STATE gil;
+#endif
+} mg__main_attach_t;
+
+/* Attach the calling thread (no thread state of its own) to the main
+ * interpreter.  0, or -1 when it is finalizing (nothing to undo). */
+static inline int
+mg__main_attach(mg__main_attach_t *a)
+{
+#if PY_VERSION_HEX >= 0x030F0000
+    PyInterpreterView *view = PyInterpreterView_FromMain();
+    if (view == NULL)
+        return -1;
+    a->token = PyThreadState_EnsureFromView(view);
+    PyInterpreterView_Close(view);
+    return a->token == NULL ? -1 : 0;
+#else
+#  if PY_VERSION_HEX >= 0x030D0000
+    if (Py_IsFinalizing())
+#  else
+    if (_Py_IsFinalizing())
+#  endif
+        return -1;
+    a->gil = PyGILState_Ensure();
+    return 0;
+#endif
+}
+
+/* Undo a successful mg__main_attach (same thread). */
+static inline void
+mg__main_detach(mg__main_attach_t *a)
+{
+#if PY_VERSION_HEX >= 0x030F0000
+    PyThreadState_Release(a->token);
+#else
+    PyGILState_Release(a->gil);
+#endif
+}
+
 /* ---- big bytes/bytearray taken over from a malloc'd block ---------------
  *
  * The codec's one-copy path (codec.c, "big bytes and bytearray") builds an

@@ -11,15 +11,18 @@ mg_interp_create(int64_t *id)
     if (!Py_IsInitialized())
         return MG_ENOTINIT;
     /* Creating needs a thread state of some interpreter: borrow the main
-     * interpreter's for a native thread that has none. */
-    int ensured = mg__tstate_current() == NULL;
-    PyGILState_STATE g = ensured ? PyGILState_Ensure() : PyGILState_UNLOCKED;
+     * interpreter's for a native thread that has none (refused while the
+     * main interpreter finalizes: compat.h, mg__main_attach). */
+    int attach = mg__tstate_current() == NULL;
+    mg__main_attach_t main;
+    if (attach && mg__main_attach(&main) < 0)
+        return MG_ESHUTDOWN;
     const char *why;
     int rc = mg__interp_init_main();
     if (rc == 0)
         rc = mg__interp_create(id, &why);
-    if (ensured)
-        PyGILState_Release(g);
+    if (attach)
+        mg__main_detach(&main);
     return rc;
 }
 

@@ -9,7 +9,14 @@ import manygil
 @contextlib.contextmanager
 def make_pool(*args, **kwargs):
     """An InterpreterPoolExecutor that is always shut down (queued tasks
-    cancelled) when the block exits."""
+    cancelled) when the block exits.  Its time limits (task_timeout,
+    interrupt_grace) scale with MANYGIL_TIMEOUT_SCALE: under a debug build
+    or a sanitizer a worker's first task (importing its function) alone can
+    take longer than the short limits the tests use."""
+    scale = float(os.environ.get("MANYGIL_TIMEOUT_SCALE", "1"))
+    for limit in ("task_timeout", "interrupt_grace"):
+        if isinstance(kwargs.get(limit), (int, float)) and not isinstance(kwargs[limit], bool):
+            kwargs[limit] = kwargs[limit] * scale
     pool = manygil.InterpreterPoolExecutor(*args, **kwargs)
     try:
         yield pool
