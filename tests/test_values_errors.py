@@ -90,3 +90,29 @@ def test_uncapturable_argument_message_unchanged(interp):
     with pytest.raises(manygil.NotShareableError) as err:
         interp.call(len, threading.Lock())
     assert "cannot pickle" in str(err.value)
+
+
+# ---- prepare_main: names that would break __main__ -------------------------
+
+@pytest.mark.parametrize("name", ["__builtins__", "__spec__", "__loader__", "__path__"])
+def test_prepare_main_refuses_runtime_names(interp, name):
+    with pytest.raises(ValueError, match=f"cannot bind {name}"):
+        interp.prepare_main(**{name: 1})
+    with pytest.raises(ValueError, match=f"cannot bind {name}"):
+        interp.prepare_main({name: None, "ok": 1})
+    # Nothing was bound (not even the valid name), and __main__ still works.
+    interp.exec("import json; assert 'ok' not in globals()")
+    assert interp.call(len, [1, 2]) == 2
+
+
+@pytest.mark.parametrize("name", ["__name__", "__qualname__", "__package__", "__file__"])
+def test_prepare_main_wants_str_for_module_names(interp, name):
+    with pytest.raises(TypeError, match=f"{name} must be a str, not int"):
+        interp.prepare_main(**{name: 5})
+    interp.exec("def f():\n    pass\nassert isinstance(f.__module__, str)")
+
+
+def test_prepare_main_str_values_for_module_names_are_allowed(interp):
+    interp.prepare_main(__file__="/tmp/x.py", answer=42)
+    interp.exec("assert __file__ == '/tmp/x.py' and answer == 42")
+
