@@ -14,6 +14,7 @@
 #include "py/errors.h"
 #include "py/interp.h"
 #include "py/watch.h"
+#include "py/fork.h"
 #include "py/state.h"
 #include <marshal.h>
 
@@ -589,6 +590,7 @@ core_exec_module(PyObject *mod)
             || mg__shbuf_type_add(mod, PyModule_GetState(mod)) < 0
             || PyModule_AddFunctions(mod, mg__channel_functions) < 0
             || PyModule_AddFunctions(mod, mg__watch_functions) < 0
+            || PyModule_AddFunctions(mod, mg__fork_functions) < 0
             || PyModule_AddFunctions(mod, mg__pool_functions) < 0)
         return -1;
     if (PyModule_AddIntConstant(mod, "CODEC_MAX_DEPTH", MG__CODEC_MAX_DEPTH) < 0
