@@ -75,6 +75,13 @@ registry_ready(void)
 }
 
 void
+mg__registry_after_fork_child(void)
+{
+    registry.mutex = (mg__mutex_t)MG__MUTEX_INIT;
+    registry.cond = (mg__cond_t)PTHREAD_COND_INITIALIZER;
+}
+
+void
 mg__registry_set_deleter(mg__tstate_deleter_t fn)
 {
     mg__mutex_lock(&registry.mutex);

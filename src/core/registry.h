@@ -28,6 +28,11 @@ typedef void (*mg__tstate_deleter_t)(void *py_interp, void *tstate);
 /* Install the thread-exit deleter (once, at module load). */
 void mg__registry_set_deleter(mg__tstate_deleter_t fn);
 
+/* In the child of fork(), single-threaded: make the registry's lock anew (a
+ * thread gone with the fork may have held it).  Only valid while no
+ * interpreter but the main one exists (fork.c refuses fork() otherwise). */
+void mg__registry_after_fork_child(void);
+
 /* Tell the registry that Python has been finalized: thread-exit hooks then
  * free their bookkeeping without touching thread states. */
 void mg__registry_mark_finalized(void);
