@@ -9,7 +9,7 @@ mkdir -p "$OUT"
 read -r PYINC PYLIBDIR PYLDVER < <("$PY" -c "import sysconfig as s; v = s.get_config_var; print(s.get_paths()['include'], v('LIBDIR'), v('LDVERSION'))")
 CFLAGS="-std=c11 -O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE -I$REPO/include -I$REPO/src"
 CORE="$REPO/src/core/buf.c $REPO/src/core/channel.c $REPO/src/core/deadlock.c $REPO/src/core/errors.c $REPO/src/core/pool.c $REPO/src/core/registry.c $REPO/src/core/shbuf.c $REPO/src/core/waits.c"
-PYSRC="$REPO/src/py/channel.c $REPO/src/py/codec.c $REPO/src/py/embed.c $REPO/src/py/errors.c $REPO/src/py/fork.c $REPO/src/py/interp.c $REPO/src/py/interrupt.c $REPO/src/py/module.c $REPO/src/py/pool.c $REPO/src/py/pool_limits.c $REPO/src/py/shbuf.c $REPO/src/py/watch.c"
+PYSRC="$REPO/src/py/channel.c $REPO/src/py/codec.c $REPO/src/py/embed.c $REPO/src/py/errors.c $REPO/src/py/fork.c $REPO/src/py/interp.c $REPO/src/py/interrupt.c $REPO/src/py/module.c $REPO/src/py/pool.c $REPO/src/py/pool_limits.c $REPO/src/py/runsrc.c $REPO/src/py/shbuf.c $REPO/src/py/watch.c"
 passed=0; failed=0
 for src in "$REPO"/tests/c/test_*.c; do
   name=$(basename "$src" .c)
