@@ -4,6 +4,7 @@ once); with none alive it works, manygil starts no thread at import (fork
 does not warn), and a child gets fresh state: inherited channels raise,
 new channels, interpreters and deadlock detection work."""
 import sys
+import textwrap
 
 import pytest
 
@@ -20,23 +21,23 @@ def run(tmp_path, source, timeout=90):
 
 @pytest.mark.timeout(60)
 def test_import_starts_no_thread_and_fork_does_not_warn(tmp_path):
-    out = run(tmp_path, """
+    proc = run_script(tmp_path, """
         import os, warnings
         import manygil
         print("threads", len(os.listdir("/proc/self/task")))
-        s, r = None, None
         r, s = manygil.create_channel()
         s.send(1); r.recv(timeout=1)           # waits with a deadline: no detector
         print("threads", len(os.listdir("/proc/self/task")))
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")      # 3.12+: DeprecationWarning if multi-threaded
-            pid = os.fork()
+        warnings.simplefilter("always")         # 3.12+: DeprecationWarning if multi-threaded
+        pid = os.fork()
         if pid == 0:
             os._exit(0)
         print("child", os.waitpid(pid, 0)[1])
-    """)
-    assert out.count("threads 1") == 2, out
-    assert "child 0" in out, out
+    """, timeout=50)
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout.count("threads 1") == 2, describe(proc)
+    assert "child 0" in proc.stdout, describe(proc)
+    assert "multi-threaded" not in proc.stderr, describe(proc)
 
 
 @pytest.mark.timeout(60)
@@ -68,6 +69,10 @@ def test_fork_refused_while_interpreter_alive(tmp_path):
             os.fork()
         except manygil.InterpreterError as exc:
             print("refused:", exc)
+        try:
+            os.forkpty()
+        except manygil.InterpreterError as exc:
+            print("forkpty refused")
         print("parent still works", interp.call(len, [1, 2]))
         interp.close()
         pid = os.fork()
@@ -77,6 +82,7 @@ def test_fork_refused_while_interpreter_alive(tmp_path):
     """)
     assert "refused: cannot fork() while 1 manygil interpreter is alive" in out, out
     assert "interpreters do not survive fork()" in out, out
+    assert "forkpty refused" in out, out
     assert "parent still works 2" in out, out
     assert "after close, child exit 7" in out, out
 
@@ -109,10 +115,10 @@ def test_multiprocessing_fork_refused_while_pool_alive(tmp_path):
 
 
 @pytest.mark.timeout(90)
-def test_multiprocessing_fork_without_interpreters(tmp_path):
-    out = run(tmp_path, """
+@pytest.mark.parametrize("made_one", [False, True])
+def test_multiprocessing_fork_without_interpreters(tmp_path, made_one):
+    out = run(tmp_path, textwrap.dedent("""
         import multiprocessing as mp
-        import warnings
         import manygil
 
         def work(x):
@@ -121,12 +127,12 @@ def test_multiprocessing_fork_without_interpreters(tmp_path):
                 return interp.call(pow, x, 2)
 
         if __name__ == "__main__":
-            with manygil.create() as interp:      # made and closed before forking
-                interp.exec("y = 2")
-            warnings.simplefilter("error", DeprecationWarning)
+            if MADE_ONE:
+                with manygil.create() as interp:  # made and closed before forking
+                    interp.exec("y = 2")
             with mp.get_context("fork").Pool(2) as pool:
                 print("mp", pool.map(work, range(5)))
-    """)
+    """).replace("MADE_ONE", str(made_one)))
     assert "mp [0, 1, 4, 9, 16]" in out, out
 
 

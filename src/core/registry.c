@@ -350,6 +350,17 @@ mg__registry_is_running(int64_t id)
     return rc;
 }
 
+size_t
+mg__registry_count_existing(int64_t except_id)
+{
+    size_t count = 0;
+    mg__mutex_lock(&registry.mutex);
+    for (mg__interp_t *r = registry.head; r != NULL; r = r->next)
+        count += r->id != except_id;
+    mg__mutex_unlock(&registry.mutex);
+    return count;
+}
+
 int
 mg__registry_ids(int64_t **ids, size_t *n)
 {

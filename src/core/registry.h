@@ -79,4 +79,8 @@ int mg__registry_is_running(int64_t id);
  * (caller frees).  0 or MG_ENOMEM. */
 int mg__registry_ids(int64_t **ids, size_t *n);
 
+/* The number of records other than except_id's in any state: ALIVE or
+ * CLOSING (an interpreter being ended still exists until end_close). */
+size_t mg__registry_count_existing(int64_t except_id);
+
 #endif /* MG_CORE_REGISTRY_H */
