@@ -96,6 +96,12 @@ def _close_all_at_exit() -> None:
 
 if _core.get_current() == _core.get_main():
     _atexit.register(_close_all_at_exit)
+    # fork(): refused while interpreters are alive; a child made without any
+    # gets fresh process-global state (src/py/fork.c has the rule).
+    _core._fork_init()
+    import os as _os
+    _os.register_at_fork(after_in_child=_core._after_fork_child)
+    del _os
     import threading as _threading
     _core._init_main(_threading.main_thread().ident, _threading.active_count() - 1,
                      _sys.flags.dev_mode)

@@ -7,7 +7,12 @@ between interpreters of one process:
 * functions and classes of the main script cross by reference to the script,
   which the target imports under the name ``__mp_main__`` (as
   ``multiprocessing``'s spawn does; keep the ``if __name__ == "__main__":``
-  guard in scripts);
+  guard in scripts), also for ``python -m mod``.  The
+  target imports it once: threads of the target that need it meanwhile wait
+  for that import to finish (never see a half-imported script).  A package's
+  ``__main__`` (``python -m pkg``) is never imported in a target (it usually
+  has no guard: importing it would run the program again); its functions
+  cross by value, its classes cannot cross;
 * functions that cannot be found by name -- lambdas, nested functions,
   functions typed at the prompt -- cross by value: their code (``marshal``),
   defaults, closure cells and the globals they use; modules they use are
@@ -16,8 +21,10 @@ between interpreters of one process:
 from __future__ import annotations
 
 import _pickle
+import _thread
 import builtins
 import importlib
+import importlib.util
 import io
 import marshal
 import os
@@ -57,6 +64,9 @@ def dumps(obj: object) -> bytes | tuple[bytes, list]:
             f"cannot share {_type_name(obj)} object: it is nested too deeply "
             "(or is a very long chain of references)") from None
     except Exception as exc:
+        where = _find_captured_culprit(obj)
+        if where is not None:
+            raise NotShareableError(f"cannot share {_type_name(obj)} object: {where}") from exc
         raise NotShareableError(f"cannot share {_type_name(obj)} object: {exc}") from exc
     return (buf.getvalue(), oob) if oob else buf.getvalue()
 
@@ -101,9 +111,32 @@ class _Pickler(_pickle.Pickler):
             return importlib.import_module, (obj.__name__,)
         if isinstance(obj, types.CodeType):
             return marshal.loads, (marshal.dumps(obj),)
+        if type(obj) is memoryview:
+            return _reduce_memoryview(obj)
         if type(obj).__module__ in _PURE_FALLBACKS:
             return _reduce_pure_fallback(obj)
         return NotImplemented
+
+
+def _reduce_memoryview(mv: memoryview):
+    """A memoryview inside a pickled value (a closure cell, a global, an
+    object's attribute) crosses as it does on its own: a copy of its bytes
+    (out of band, so shared memory, when big) viewed with the same format,
+    shape and read-only flag."""
+    data = _pickle.PickleBuffer(mv) if mv.c_contiguous else mv.tobytes()
+    return _make_memoryview, (data, mv.format, mv.shape, mv.readonly)
+
+
+def _make_memoryview(data, fmt: str, shape: tuple, readonly: bool) -> memoryview:
+    view = memoryview(data)
+    if readonly and not view.readonly:
+        view = view.toreadonly()
+    if view.format == fmt and view.shape == shape:
+        return view
+    try:
+        return view.cast("B").cast(fmt, shape)
+    except (TypeError, ValueError):
+        return view                         # a layout cast() cannot express
 
 
 # CPython 3.12's _datetime and _decimal cannot load in own-GIL interpreters,
@@ -148,6 +181,8 @@ def _main_ref(module_name: str):
         return None
     spec = getattr(mod, "__spec__", None)
     if spec is not None and spec.name not in _MAIN_NAMES:
+        if spec.name.endswith(".__main__"):
+            return None                     # python -m pkg: see the docstring
         return ("module", spec.name)
     path = getattr(mod, "__file__", None)
     if path:
@@ -164,23 +199,71 @@ def _main_attr(ref: tuple, qualname: str):
 
 
 def _main_module(ref: tuple) -> types.ModuleType:
-    kind, where = ref
-    for name in _MAIN_NAMES:
-        mod = sys.modules.get(name)
-        if mod is not None and _main_ref(name) == ref:
+    """The main script named by ref, imported in this interpreter once.
+
+    Threads of one interpreter may ask at once (concurrent first calls): one
+    imports, the others wait on _main_lock until it is done, so none sees
+    the script half-executed in sys.modules.  The lock is reentrant: the
+    script's own top level, while being imported, gets its partial module
+    (as any circular import would)."""
+    mod = _find_main(ref)
+    if mod is not None:
+        return mod
+    with _main_lock:
+        mod = _find_main(ref)               # imported while we waited
+        if mod is not None:
             return mod
+        if _main_lock._recursion_count() > 1:  # type: ignore[attr-defined]
+            mod = sys.modules.get("__mp_main__")
+            if mod is not None:
+                return mod                  # this thread is importing it
+        mod = _import_main(ref)
+        _imported_main[ref] = mod
+        return mod
+
+
+def _find_main(ref: tuple) -> types.ModuleType | None:
+    """The main script named by ref if it is fully there: this interpreter's
+    own __main__ (the main interpreter, sending back), or an import that
+    _main_module finished."""
+    mod = _imported_main.get(ref)
+    if mod is not None:
+        return mod
+    main = sys.modules.get("__main__")
+    if main is not None and _main_ref("__main__") == ref:
+        return main
+    return None
+
+
+def _import_main(ref: tuple) -> types.ModuleType:
+    """Run the main script in this interpreter as module ``__mp_main__``
+    (so its guarded code does not run), from its path or, for ``python -m
+    mod``, from the module's spec (as multiprocessing's spawn does)."""
+    kind, where = ref
     if kind == "module":
-        return importlib.import_module(where)
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("__mp_main__", where)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import the main script {where!r}")
-    mod = importlib.util.module_from_spec(spec)
+        spec = importlib.util.find_spec(where)
+        code = spec.loader.get_code(where) if spec is not None and spec.loader is not None else None
+        if code is None:
+            raise ImportError(f"cannot import the main module {where!r}")
+        mod = types.ModuleType("__mp_main__")
+        mod.__spec__ = spec
+        mod.__loader__ = spec.loader
+        mod.__package__ = spec.parent
+        if spec.has_location:
+            mod.__file__ = spec.origin
+            mod.__cached__ = spec.cached
+        run = lambda: exec(code, mod.__dict__)  # noqa: E731
+    else:
+        spec = importlib.util.spec_from_file_location("__mp_main__", where)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot import the main script {where!r}")
+        mod = importlib.util.module_from_spec(spec)
+        run = lambda: spec.loader.exec_module(mod)  # noqa: E731
     sys.modules["__mp_main__"] = mod
     global importing_main
     importing_main = where
     try:
-        spec.loader.exec_module(mod)
+        run()
     except BaseException:
         del sys.modules["__mp_main__"]
         raise
@@ -188,6 +271,11 @@ def _main_module(ref: tuple) -> types.ModuleType:
         importing_main = None
     return mod
 
+
+# Guards the import of the main script in this interpreter (this module is
+# per interpreter, so is the lock); _imported_main: the imports finished.
+_main_lock = _thread.RLock()
+_imported_main: dict[tuple, types.ModuleType] = {}
 
 # The main script being imported as __mp_main__ in this interpreter, if any:
 # creating interpreters then means the script lacks its main guard.
@@ -201,12 +289,25 @@ def _reduce_class(cls: type):
     if cls.__module__ not in _MAIN_NAMES:
         return NotImplemented
     ref = _main_ref(cls.__module__)
+    pkg_main = _package_main_name(cls.__module__)
+    if pkg_main is not None:
+        raise NotShareableError(
+            f"cannot share class {cls.__qualname__!r}: it is defined in {pkg_main!r} "
+            "(run with python -m), which other interpreters never import (that would "
+            "run the program again); define it in another module of the package")
     if ref is None or _lookup(sys.modules.get(cls.__module__), cls.__qualname__) is not cls:
         raise NotShareableError(
             f"cannot share class {cls.__qualname__!r}: it is defined interactively or "
             "inside a function of the main script; define it at the top level of a "
             "module or script")
     return _main_attr, (ref, cls.__qualname__)
+
+
+def _package_main_name(module_name: str) -> str | None:
+    """'pkg.__main__' if module_name is the main script run as python -m pkg."""
+    spec = getattr(sys.modules.get(module_name), "__spec__", None)
+    name = getattr(spec, "name", None)
+    return name if isinstance(name, str) and name.endswith(".__main__") else None
 
 
 def _reduce_function(fn: types.FunctionType):
@@ -277,3 +378,59 @@ def _fill_function(fn, state):
     fn.__doc__ = doc
     if annotations:
         fn.__annotations__ = annotations
+
+
+# ---- saying what cannot cross ----------------------------------------------
+
+class _Culprit(Exception):
+    """Carries the description of a value captured by a function sent by
+    value that cannot cross (raised through nested picklers)."""
+
+
+class _Diagnoser(_Pickler):
+    """Pickles like _Pickler, into nothing, but pickles each value captured
+    by a function sent by value on its own, so the first that fails is named:
+    "closure variable 'mv' of function '<lambda>': cannot share ...".  Run
+    only after a dump failed, so the common path pays nothing."""
+
+    def reducer_override(self, obj):
+        rv = super().reducer_override(obj)
+        if isinstance(rv, tuple) and len(rv) >= 3 and rv[0] is _make_function:
+            fn = obj
+            used = rv[2][0]
+            for name, value in used.items():
+                _probe(value, f"global {name!r}", fn)
+            names = fn.__code__.co_freevars
+            for name, value in zip(names, rv[2][3]):
+                if value is not _Empty:
+                    _probe(value, f"closure variable {name!r}", fn)
+            for name, value in (fn.__kwdefaults__ or {}).items():
+                _probe(value, f"default of {name!r}", fn)
+            for value in fn.__defaults__ or ():
+                _probe(value, "a default value", fn)
+        return rv
+
+
+def _probe(value: object, what: str, fn: types.FunctionType) -> None:
+    try:
+        _Diagnoser(io.BytesIO(), 5, True, lambda pb: True).dump(value)
+    except _Culprit:
+        raise
+    except RecursionError:
+        return                              # the caller's message says it
+    except Exception as exc:
+        raise _Culprit(f"{what} of function {fn.__qualname__!r}: cannot share "
+                       f"{_type_name(value)} object: {exc}") from None
+
+
+def _find_captured_culprit(obj: object) -> str | None:
+    """After dumps(obj) failed: the description of the value captured by a
+    function (sent by value) that made it fail, or None if the failure is
+    not about a captured value."""
+    try:
+        _Diagnoser(io.BytesIO(), 5, True, lambda pb: True).dump(obj)
+    except _Culprit as found:
+        return str(found)
+    except Exception:
+        return None
+    return None

@@ -5,6 +5,7 @@
  * may lock other channels), nor while calling into anything else.
  */
 #include <stdlib.h>
+#include <string.h>
 #include "manygil.h"
 #include "core/channel.h"
 #include "core/sync.h"
@@ -56,6 +57,10 @@ static struct {
     mg__channel_t *buckets[NBUCKETS];       /* guarded by mutex */
 } table = { .mutex = MG__MUTEX_INIT, .next_id = 1 };
 
+/* Channels with a smaller id were made before the fork() that made this
+ * process (0: none).  Written only in the single-threaded child. */
+static int64_t first_own_id;
+
 /* ---- lifetime ---------------------------------------------------------- */
 
 void
@@ -89,6 +94,18 @@ mg__channel_decref(mg__channel_t *ch)
 }
 
 int64_t mg__channel_id(const mg__channel_t *ch) { return ch->id; }
+int mg__channel_inherited(const mg__channel_t *ch) { return ch->id < first_own_id; }
+
+void
+mg__channels_after_fork_child(void)
+{
+    /* A thread gone with the fork may have held the table's lock or a
+     * channel's: start a new, empty table and leave the inherited channels
+     * alone for good (their memory is leaked, their ids never found). */
+    table.mutex = (mg__mutex_t)MG__MUTEX_INIT;
+    memset(table.buckets, 0, sizeof table.buckets);
+    first_own_id = table.next_id;
+}
 int mg__channel_is_queue(const mg__channel_t *ch) { return ch->is_queue; }
 int64_t mg__channel_maxsize(const mg__channel_t *ch) { return ch->maxsize; }
 

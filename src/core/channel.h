@@ -42,6 +42,15 @@ void mg__channel_incref(mg__channel_t *ch);
 void mg__channel_decref(mg__channel_t *ch);
 
 int64_t mg__channel_id(const mg__channel_t *ch);
+
+/* 1 if ch was made before the fork() that made this process: such a
+ * channel must not be used (its other ends are in the parent, its locks may
+ * be held by threads the child does not have). */
+int mg__channel_inherited(const mg__channel_t *ch);
+
+/* In the child of fork(), single-threaded: forget every channel (see
+ * mg__channel_inherited); new ones work as usual. */
+void mg__channels_after_fork_child(void);
 int mg__channel_is_queue(const mg__channel_t *ch);
 int64_t mg__channel_maxsize(const mg__channel_t *ch);
 int64_t mg__channel_count(mg__channel_t *ch);

@@ -341,17 +341,40 @@ detector_main(void *unused)
     return NULL;
 }
 
-int
-mg__deadlock_start(void)
+/* The forever hook (waits.h): start the thread now that a wait without
+ * deadline exists.  If the thread cannot start, try again at the next one. */
+static void
+start_detector_thread(void)
 {
-    int rc = 0;
     mg__mutex_lock(&dl.mutex);
     if (!dl.started) {
         if (mg__spawn_detached(detector_main, NULL, 256 * 1024, "manygil-deadlk") == 0)
             dl.started = 1;
-        else
-            rc = MG_ENOMEM;
     }
+    int retry = !dl.started;
     mg__mutex_unlock(&dl.mutex);
-    return rc;
+    if (retry)
+        mg__waits_set_forever_hook(start_detector_thread);
+}
+
+int
+mg__deadlock_start(void)
+{
+    mg__mutex_lock(&dl.mutex);
+    int started = dl.started;
+    mg__mutex_unlock(&dl.mutex);
+    if (!started)
+        mg__waits_set_forever_hook(start_detector_thread);
+    return 0;
+}
+
+void
+mg__deadlock_after_fork_child(void)
+{
+    /* The thread did not survive fork(): start one again on demand. */
+    dl.mutex = (mg__mutex_t)MG__MUTEX_INIT;
+    if (dl.started) {
+        dl.started = 0;
+        mg__waits_set_forever_hook(start_detector_thread);
+    }
 }

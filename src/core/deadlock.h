@@ -13,8 +13,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Start the detector thread (idempotent).  0 or MG_ENOMEM. */
+/* Arm the detector (idempotent): its thread starts when the first wait
+ * without deadline is added (before that it would have nothing to look
+ * at), so importing manygil starts no thread.  Returns 0. */
 int mg__deadlock_start(void);
+
+/* In a child of fork() (single-threaded): the detector thread is gone;
+ * arm it again so a new one starts on demand. */
+void mg__deadlock_after_fork_child(void);
 
 /* Turn detection on or off (on by default); returns the previous value. */
 int mg__deadlock_set_enabled(int enabled);

@@ -75,6 +75,13 @@ registry_ready(void)
 }
 
 void
+mg__registry_after_fork_child(void)
+{
+    registry.mutex = (mg__mutex_t)MG__MUTEX_INIT;
+    registry.cond = (mg__cond_t)PTHREAD_COND_INITIALIZER;
+}
+
+void
 mg__registry_set_deleter(mg__tstate_deleter_t fn)
 {
     mg__mutex_lock(&registry.mutex);
@@ -341,6 +348,17 @@ mg__registry_is_running(int64_t id)
         rc = rec->running > 0;
     mg__mutex_unlock(&registry.mutex);
     return rc;
+}
+
+size_t
+mg__registry_count_existing(int64_t except_id)
+{
+    size_t count = 0;
+    mg__mutex_lock(&registry.mutex);
+    for (mg__interp_t *r = registry.head; r != NULL; r = r->next)
+        count += r->id != except_id;
+    mg__mutex_unlock(&registry.mutex);
+    return count;
 }
 
 int

@@ -28,6 +28,11 @@ typedef void (*mg__tstate_deleter_t)(void *py_interp, void *tstate);
 /* Install the thread-exit deleter (once, at module load). */
 void mg__registry_set_deleter(mg__tstate_deleter_t fn);
 
+/* In the child of fork(), single-threaded: make the registry's lock anew (a
+ * thread gone with the fork may have held it).  Only valid while no
+ * interpreter but the main one exists (fork.c refuses fork() otherwise). */
+void mg__registry_after_fork_child(void);
+
 /* Tell the registry that Python has been finalized: thread-exit hooks then
  * free their bookkeeping without touching thread states. */
 void mg__registry_mark_finalized(void);
@@ -73,5 +78,9 @@ int mg__registry_is_running(int64_t id);
 /* Snapshot the ids of all ALIVE interpreters into a malloc'd array
  * (caller frees).  0 or MG_ENOMEM. */
 int mg__registry_ids(int64_t **ids, size_t *n);
+
+/* The number of records other than except_id's in any state: ALIVE or
+ * CLOSING (an interpreter being ended still exists until end_close). */
+size_t mg__registry_count_existing(int64_t except_id);
 
 #endif /* MG_CORE_REGISTRY_H */

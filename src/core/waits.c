@@ -19,6 +19,31 @@ static struct {
     int sleepers;               /* guarded by mutex: threads in wait_change */
 } waits = { .mutex = MG__MUTEX_INIT, .next_serial = 1 };
 
+/* Called (then cleared) when a wait without deadline is added: the deadlock
+ * detector starts its thread then, not before (so a process that only
+ * imported manygil has no extra thread: fork() does not warn).  atomic. */
+static void (*forever_hook)(void);
+
+/* Run and clear the hook (no waits mutex held: the hook may take its own
+ * lock and start a thread; a channel mutex may be held). */
+static void
+run_forever_hook(void)
+{
+    if (__atomic_load_n(&forever_hook, __ATOMIC_ACQUIRE) == NULL)
+        return;
+    void (*fn)(void) = __atomic_exchange_n(&forever_hook, NULL, __ATOMIC_ACQ_REL);
+    if (fn != NULL)
+        fn();
+}
+
+void
+mg__waits_set_forever_hook(void (*fn)(void))
+{
+    __atomic_store_n(&forever_hook, fn, __ATOMIC_RELEASE);
+    if (fn != NULL && mg__waits_forever_count() > 0)
+        run_forever_hook();
+}
+
 static int
 is_forever_wait(const mg__wait_t *w)
 {
@@ -74,6 +99,8 @@ mg__waits_add(mg__wait_t *w)
     mg__mutex_lock(&waits.mutex);
     link_locked(w);
     mg__mutex_unlock(&waits.mutex);
+    if (is_forever_wait(w))
+        run_forever_hook();
 }
 
 void
@@ -82,6 +109,39 @@ mg__waits_remove(mg__wait_t *w)
     mg__mutex_lock(&waits.mutex);
     unlink_locked(w);
     mg__mutex_unlock(&waits.mutex);
+}
+
+void
+mg__waits_after_fork_child(unsigned long self_ident)
+{
+    /* The records of threads the child does not have go: waits (on their
+     * stacks: unlinked only) and homes (on the heap: freed); the surviving
+     * thread's homes stay.  Its locks start anew. */
+    waits.mutex = (mg__mutex_t)MG__MUTEX_INIT;
+    waits.cond_ready = 0;
+    waits.sleepers = 0;
+    mg__wait_t *w = waits.head, *keep = NULL;
+    waits.head = NULL;
+    waits.count = 0;
+    waits.forever = 0;
+    while (w != NULL) {
+        mg__wait_t *next = w->next;
+        if (w->kind == MG__ACT_HOME) {
+            if (w->thread_ident == self_ident) {
+                w->next = keep;
+                keep = w;
+            }
+            else {
+                free(w);
+            }
+        }
+        w = next;
+    }
+    while (keep != NULL) {
+        mg__wait_t *next = keep->next;
+        link_locked(keep);
+        keep = next;
+    }
 }
 
 void

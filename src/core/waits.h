@@ -65,8 +65,18 @@ void mg__waits_poke(void);
  * (-1: no limit).  Returns the generation. */
 uint64_t mg__waits_wait_change(uint64_t seen, int64_t timeout_ns);
 
+/* In the child of fork(), single-threaded: drop the records of the threads
+ * that did not survive (all but self_ident's homes) and make the lock anew. */
+void mg__waits_after_fork_child(unsigned long self_ident);
+
 /* Number of waits without deadline in the table. */
 size_t mg__waits_forever_count(void);
+
+/* Have fn called once, on the thread that adds the next wait without
+ * deadline (at once if there is one already; outside the table's mutex,
+ * maybe with a channel mutex held); NULL: cancel.  For starting the
+ * deadlock detector only when it can have work. */
+void mg__waits_set_forever_hook(void (*fn)(void));
 
 /* Homes of threads started with `threading` in interpreter `interp`: a
  * parent notes a start before it happens (a home with ident 0), the child

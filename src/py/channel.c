@@ -5,6 +5,10 @@
  * crosses to another interpreter as a reference held by the encoding (see
  * mg__handle_encode), and arrives as a new handle there.
  *
+ * A handle of a channel made before the fork() that made this process
+ * raises InterpreterError on every use and, when it goes away, leaves the
+ * channel alone (fork.c): its locks may be held by threads that are gone.
+ *
  * Blocking calls release the GIL.  In the main interpreter they wait in
  * slices of SIGNAL_SLICE_NS so that Ctrl-C is noticed (PyErr_CheckSignals);
  * elsewhere they wait in one go.  Data always wakes a waiter at once.
@@ -13,6 +17,7 @@
 #include "py/compat.h"
 #include "py/codec.h"
 #include "py/errors.h"
+#include "py/fork.h"
 #include "py/state.h"
 #include "core/channel.h"
 #include "core/sync.h"
@@ -137,6 +142,8 @@ blocking(int is_send, mg__channel_t *ch, int64_t id, mg__buf_t *buf, int64_t tim
 static PyObject *
 do_send(mg__channel_t *ch, int64_t id, PyObject *obj, int64_t timeout_ns, int context)
 {
+    if (mg__channel_inherited(ch))
+        return mg__raise_inherited();
     mg__buf_t buf = MG__BUF_INIT;
     if (mg__encode(obj, &buf) < 0) {
         mg__buf_free(&buf);
@@ -157,6 +164,8 @@ do_send(mg__channel_t *ch, int64_t id, PyObject *obj, int64_t timeout_ns, int co
 static PyObject *
 do_recv(mg__channel_t *ch, int64_t id, int64_t timeout_ns, PyObject *dflt, int context)
 {
+    if (mg__channel_inherited(ch))
+        return mg__raise_inherited();
     mg__buf_t buf = MG__BUF_INIT;
     int rc = blocking(0, ch, id, &buf, timeout_ns);
     if (rc == -1)
@@ -197,8 +206,10 @@ handle_dealloc(PyObject *self)
 {
     handle_t *h = (handle_t *)self;
     PyTypeObject *tp = Py_TYPE(self);
-    mg__channel_detach(h->ch, h->interp, h->end);
-    mg__channel_decref(h->ch);
+    if (!mg__channel_inherited(h->ch)) {
+        mg__channel_detach(h->ch, h->interp, h->end);
+        mg__channel_decref(h->ch);
+    }
     PyObject_Free(self);
     Py_DECREF(tp);
 }
@@ -258,6 +269,10 @@ mg__channel_handle_encode(PyObject *obj, mg__buf_t *b, int tag)
     if (Py_TYPE(obj)->tp_dealloc != handle_dealloc)
         return 0;
     handle_t *h = (handle_t *)obj;
+    if (mg__channel_inherited(h->ch)) {
+        mg__raise_inherited();
+        return -1;
+    }
     if (mg__channel_attach(h->ch, MG__TRANSIT, h->end) < 0) {
         PyErr_NoMemory();
         return -1;
@@ -311,6 +326,8 @@ handle_close(PyObject *self, PyObject *unused)
 {
     (void)unused;
     handle_t *h = (handle_t *)self;
+    if (mg__channel_inherited(h->ch))
+        return mg__raise_inherited();
     mg__channel_close(h->ch, h->end);
     Py_RETURN_NONE;
 }
@@ -425,6 +442,8 @@ static PyObject *
 queue_qsize(PyObject *self, PyObject *unused)
 {
     (void)unused;
+    if (mg__channel_inherited(((handle_t *)self)->ch))
+        return mg__raise_inherited();
     return PyLong_FromLongLong(mg__channel_count(((handle_t *)self)->ch));
 }
 
@@ -432,6 +451,8 @@ static PyObject *
 queue_empty(PyObject *self, PyObject *unused)
 {
     (void)unused;
+    if (mg__channel_inherited(((handle_t *)self)->ch))
+        return mg__raise_inherited();
     return PyBool_FromLong(mg__channel_count(((handle_t *)self)->ch) == 0);
 }
 
@@ -440,6 +461,8 @@ queue_full(PyObject *self, PyObject *unused)
 {
     (void)unused;
     mg__channel_t *ch = ((handle_t *)self)->ch;
+    if (mg__channel_inherited(ch))
+        return mg__raise_inherited();
     int64_t max = mg__channel_maxsize(ch);
     return PyBool_FromLong(max > 0 && mg__channel_count(ch) >= max);
 }

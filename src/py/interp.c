@@ -17,6 +17,7 @@
 #include "py/interp.h"
 #include "py/codec.h"
 #include "py/watch.h"
+#include "py/runsrc.h"
 #include "core/channel.h"
 #include "core/sync.h"
 #include "core/waits.h"
@@ -278,7 +279,8 @@ mg__interp_bootstrap(const mg__buf_t *path)
     ns = PyDict_New();
     if (ns == NULL || PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0)
         goto done;
-    res = PyRun_String(IMPORT_HINT_SRC, Py_file_input, ns, ns);
+    static mg__srccache_t hint_code;
+    res = mg__run_cached_source(&hint_code, IMPORT_HINT_SRC, "<manygil import hints>", ns);
     if (res == NULL || mg__track_threads() < 0)
         goto done;
     rc = 0;

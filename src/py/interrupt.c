@@ -299,6 +299,22 @@ mg__sigint_init(unsigned long main_ident, int64_t main_id)
     sigint.main_id = main_id;
 }
 
+void
+mg__sigint_after_fork_child(void)
+{
+    /* The forwarder thread is gone and the pipe is the parent's too (a
+     * Ctrl-C here must not reach the parent's forwarder): make a new pipe
+     * and thread on demand.  on_sigint stays installed and chains on. */
+    __atomic_store_n(&sigint.target, -1, __ATOMIC_RELEASE);
+    if (sigint.fds[0] >= 0)
+        close(sigint.fds[0]);
+    if (sigint.fds[1] >= 0)
+        close(sigint.fds[1]);
+    sigint.fds[0] = sigint.fds[1] = -1;
+    sigint.ready = 0;
+    sigint.once = (pthread_once_t)PTHREAD_ONCE_INIT;
+}
+
 int
 mg__sigint_ready(void)
 {

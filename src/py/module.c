@@ -14,6 +14,7 @@
 #include "py/errors.h"
 #include "py/interp.h"
 #include "py/watch.h"
+#include "py/fork.h"
 #include "py/state.h"
 #include <marshal.h>
 
@@ -260,9 +261,39 @@ done:
     return rc;
 }
 
+/* The rule for names prepare_main may bind: names the runtime or the import
+ * system reads from a module's namespace must keep a working value, or the
+ * interpreter's __main__ is broken for good (with __builtins__ = 1 no code
+ * can run there again, not even code that would repair it).  So
+ * __builtins__, __spec__, __loader__ and __path__ are refused (ValueError);
+ * __name__, __qualname__, __package__ and __file__ must be str (TypeError).
+ * 0, or -1 with the exception set. */
+static int
+check_main_name(PyObject *name, PyObject *value)
+{
+    static const char *const refused[] = {"__builtins__", "__spec__", "__loader__", "__path__", NULL};
+    static const char *const str_only[] = {"__name__", "__qualname__", "__package__", "__file__", NULL};
+    for (int i = 0; refused[i] != NULL; i++)
+        if (PyUnicode_CompareWithASCIIString(name, refused[i]) == 0) {
+            PyErr_Format(PyExc_ValueError,
+                         "prepare_main() cannot bind %s: the interpreter's __main__ "
+                         "needs its own (it is set up by the interpreter)", refused[i]);
+            return -1;
+        }
+    for (int i = 0; str_only[i] != NULL; i++)
+        if (PyUnicode_CompareWithASCIIString(name, str_only[i]) == 0 && !PyUnicode_Check(value)) {
+            PyErr_Format(PyExc_TypeError, "prepare_main(): %s must be a str, not %.200s",
+                         str_only[i], Py_TYPE(value)->tp_name);
+            return -1;
+        }
+    return 0;
+}
+
 PyDoc_STRVAR(prepare_main_doc,
 "prepare_main(id, ns, /)\n--\n\n"
-"Bind copies of the items of dict `ns` in the __main__ of interpreter id.");
+"Bind copies of the items of dict `ns` in the __main__ of interpreter id.\n"
+"__builtins__, __spec__, __loader__, __path__ are refused; __name__,\n"
+"__qualname__, __package__, __file__ must be str.");
 
 static PyObject *
 core_prepare_main(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
@@ -280,6 +311,8 @@ core_prepare_main(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         if (!PyUnicode_Check(k))
             return PyErr_Format(PyExc_TypeError,
                                 "prepare_main() names must be str, not %.200s", Py_TYPE(k)->tp_name);
+        if (check_main_name(k, v) < 0)
+            return NULL;
     }
     mg__buf_t payload = MG__BUF_INIT;
     payload.borrow = 1;             /* decoded and freed while we wait */
@@ -558,6 +591,7 @@ core_exec_module(PyObject *mod)
             || mg__shbuf_type_add(mod, PyModule_GetState(mod)) < 0
             || PyModule_AddFunctions(mod, mg__channel_functions) < 0
             || PyModule_AddFunctions(mod, mg__watch_functions) < 0
+            || PyModule_AddFunctions(mod, mg__fork_functions) < 0
             || PyModule_AddFunctions(mod, mg__pool_functions) < 0)
         return -1;
     if (PyModule_AddIntConstant(mod, "CODEC_MAX_DEPTH", MG__CODEC_MAX_DEPTH) < 0

@@ -12,6 +12,7 @@
 #include "py/errors.h"
 #include "py/interp.h"
 #include "py/watch.h"
+#include "py/runsrc.h"
 #include "core/channel.h"
 #include "core/deadlock.h"
 #include "core/sync.h"
@@ -108,7 +109,8 @@ mg__track_threads(void)
     PyObject *ns = PyDict_New();
     if (ns == NULL || PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0)
         goto done;
-    res = PyRun_String(TRACK_THREADS_SRC, Py_file_input, ns, ns);
+    static mg__srccache_t track_code;
+    res = mg__run_cached_source(&track_code, TRACK_THREADS_SRC, "<manygil thread tracking>", ns);
     if (res == NULL)
         goto done;
     Py_CLEAR(res);

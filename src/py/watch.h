@@ -27,6 +27,8 @@ extern const char mg__interrupt_doc[];
  * interpreter (once); whether that was done. */
 void mg__sigint_init(unsigned long main_ident, int64_t main_id);
 int mg__sigint_ready(void);
+/* In the child of fork(): forget the parent's Ctrl-C forwarder (fork.c). */
+void mg__sigint_after_fork_child(void);
 
 /* _core's diagnostic functions (_interrupt, _activity, _configure...). */
 extern PyMethodDef mg__watch_functions[];
