@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # The main job: build manygil for the newest CPython >= 3.12 found, then run
 # the same CPU-bound pure-Python workload sequentially and on all cores
-# (python -m manygil demo) and print both times and the speedup.
+# (python -m manygil demo) and print both times and the speedup.  With no
+# CPython >= 3.12 on PATH or under pyenv, it uses Debian's 3.15 in the sid
+# root of scripts/debian-root.sh (needs root and Debian's archive).
 # Usage: scripts/demo.sh [--limit N] [--workers N]
 set -eu
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 . "$REPO/scripts/find-pythons.sh"
 find_pythons
-if [ ${#PYTHONS[@]} -eq 0 ]; then
-  echo "no CPython >= 3.12 found (looked for python3.12+ on PATH and under pyenv)" >&2
-  exit 2
-fi
-vpy=$(make_venv "${PYTHONS[0]}")
 cd "$REPO"
-exec "$vpy" -m manygil demo "$@"
+if [ ${#PYTHONS[@]} -gt 0 ]; then
+  vpy=$(make_venv "${PYTHONS[0]}")
+  exec "$vpy" -m manygil demo "$@"
+fi
+echo "no CPython >= 3.12 on PATH or under pyenv: using Debian's python3.15 (scripts/debian-root.sh)" >&2
+"$REPO/scripts/debian-root.sh" setup >/dev/null \
+  || { echo "no CPython >= 3.12 found, and no Debian root could be made" >&2; exit 2; }
+"$REPO/scripts/debian-root.sh" wheels 3.15 "$REPO/.wheels/3.15" 2>/dev/null
+exec "$REPO/scripts/debian-root.sh" run env PIP_NO_INDEX=1 PIP_FIND_LINKS="$REPO/.wheels/3.15" bash -c '
+  . scripts/find-pythons.sh; REPO=$(pwd)
+  vpy=$(make_venv /usr/bin/python3.15 "$REPO/.venv-3.15") && exec "$vpy" -m manygil demo "$@"' demo "$@"

@@ -17,6 +17,9 @@ if [ "${MANYGIL_CTESTS_ONLY:-0}" != 1 ]; then
   # No test paths among the arguments: all of tests/.
   paths=(tests)
   for a in "$@"; do [ -e "$REPO/${a%%::*}" ] && { paths=(); break; }; done
-  (cd "$REPO" && "$VPY" -m pytest "${paths[@]}" -q -p no:cacheprovider --junitxml="$LOGS/$JOB.xml" "$@") || status=1
+  # A bound on the whole run: a process that hangs (at exit, say) must not
+  # eat the rest of the budget; pytest-timeout bounds each test inside it.
+  (cd "$REPO" && timeout -k 30 "${MANYGIL_SUITE_TIMEOUT:-2400}" \
+     "$VPY" -m pytest "${paths[@]}" -q -p no:cacheprovider --junitxml="$LOGS/$JOB.xml" "$@") || status=1
 fi
 exit $status

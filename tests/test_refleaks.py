@@ -171,7 +171,7 @@ def test_deadlock_detection():
             del r, s
             gc.collect()
             err = []
-            th = threading.Thread(target=lambda: err.append(exec_error(it, "r.recv()")))
+            th = threading.Thread(target=lambda: err.append(exec_error(it, "r.recv()")), daemon=True)
             th.start()
             th.join(30 * TIMEOUT_SCALE)
             assert err == ["DeadlockError"], err
@@ -184,11 +184,17 @@ def test_interrupts():
     with manygil.create() as it:
         def op():
             out = []
-            th = threading.Thread(target=lambda: out.append(exec_error(it, "while True: pass")))
+            th = threading.Thread(target=lambda: out.append(exec_error(it, "while True: pass")),
+                                  daemon=True)
             th.start()
             deadline = time.monotonic() + 30 * TIMEOUT_SCALE
             while it.interrupt() == 0 and time.monotonic() < deadline:
                 time.sleep(0.0005)
-            th.join(30 * TIMEOUT_SCALE)
+            th.join(10 * TIMEOUT_SCALE)
+            ran_on = th.is_alive()
+            while th.is_alive() and time.monotonic() < deadline:   # never leave it spinning
+                it.interrupt()
+                th.join(0.05)
+            assert not ran_on, "interrupt() reached the thread but its code ran on"
             assert out == ["KeyboardInterrupt"], out
         measure(op, reps=REPS // 4)
