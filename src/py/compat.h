@@ -5,6 +5,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>         /* offsetof */
 
 #if PY_VERSION_HEX < 0x030C0000
 #  error "manygil needs CPython 3.12 or newer (per-interpreter GIL, PEP 684)"
