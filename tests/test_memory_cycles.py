@@ -40,6 +40,7 @@ print(total["raw"] / n, total["manygil"] / n)
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc (Linux)")
 @pytest.mark.timeout(300)
+@pytest.mark.rss_bound
 def test_growth_per_cycle_within_16_kib_of_cpython():
     import tempfile
     import pathlib
