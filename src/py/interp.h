@@ -41,6 +41,27 @@ int mg__interp_run(int64_t id, mg__runfn_t fn, void *arg, mg__buf_t *out,
 int mg__interp_run_as(int64_t id, const char *what, mg__runfn_t fn, void *arg,
                       mg__buf_t *out, int *raised);
 
+/* mg__interp_run as a brief visit that runs no user code (an interrupt, a
+ * stack dump): it does not count as running code there (is_running, close),
+ * and a close waits for it to leave instead of failing. */
+int mg__interp_visit(int64_t id, mg__runfn_t fn, void *arg, mg__buf_t *out, int *raised);
+
+/* At process exit, from the main interpreter: end interpreter id even if
+ * threads still run in it (see rule 3 in interp.c).  Threads running
+ * Python code there are parked for good (each after deleting its own thread
+ * state); the interpreter is then ended.  0, MG_ENOTFOUND, MG_EMAININTERP,
+ * MG_ENOMEM. */
+int mg__interp_end_at_exit(int64_t id);
+
+/* The process is exiting: from now on mg__exit_gate parks threads. */
+void mg__interp_exit_begin(void);
+
+/* Call with no GIL held, before re-attaching to interpreter interp_id after
+ * a blocking wait: once mg__interp_end_at_exit has begun, a thread coming
+ * back to any interpreter but the main one never returns (it is parked for
+ * ever: its interpreter is being or has been ended). */
+void mg__exit_gate(int64_t interp_id);
+
 /* (watch.c) If the calling thread is the main thread of the main
  * interpreter and `id` is another interpreter, arrange for SIGINT to
  * interrupt the code it is about to run there and return 1 (then call

@@ -360,6 +360,38 @@ core_destroy(PyObject *mod, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(end_at_exit_doc,
+"_end_at_exit()\n--\n\n"
+"At process exit (after non-daemon threads were joined): end every manygil\n"
+"interpreter, newest first.  One that a thread still runs code in (a\n"
+"daemon thread, an abandoned worker) is ended too, without waiting for\n"
+"that thread: it is parked for good (see interp.c).  Returns how many\n"
+"were ended.");
+
+static PyObject *
+core_end_at_exit(PyObject *mod, PyObject *unused)
+{
+    (void)mod; (void)unused;
+    int64_t *ids;
+    size_t n;
+    int rc = mg__registry_ids(&ids, &n);
+    if (rc)
+        return mg__raise(rc, NULL);
+    int64_t main_id = PyInterpreterState_GetID(PyInterpreterState_Main());
+    long ended = 0;
+    mg__interp_exit_begin();
+    for (size_t i = n; i-- > 0;) {
+        if (ids[i] == main_id)
+            continue;
+        rc = mg__interp_close(ids[i]);
+        if (rc == MG_ERUNNING)
+            rc = mg__interp_end_at_exit(ids[i]);
+        ended += rc == 0;
+    }
+    free(ids);
+    return PyLong_FromLong(ended);
+}
+
 PyDoc_STRVAR(is_running_doc,
 "is_running(id)\n--\n\n"
 "True if some thread is running code in interpreter `id`.");
@@ -490,6 +522,7 @@ static PyMethodDef core_methods[] = {
     {"prepare_main", (PyCFunction)(void (*)(void))core_prepare_main, METH_FASTCALL,
      prepare_main_doc},
     {"is_running", core_is_running, METH_O, is_running_doc},
+    {"_end_at_exit", core_end_at_exit, METH_NOARGS, end_at_exit_doc},
     {"list_all", core_list_all, METH_NOARGS, list_all_doc},
     {"get_current", core_get_current, METH_NOARGS, "get_current()\n--\n\nId of the current interpreter."},
     {"get_main", core_get_main, METH_NOARGS, "get_main()\n--\n\nId of the main interpreter."},
