@@ -63,6 +63,23 @@
 static int run_switched(int64_t id, int visit, mg__runfn_t fn, void *arg, mg__buf_t *out,
                         int *raised);
 
+/* ---- ids ---------------------------------------------------------------- */
+
+int
+mg__interp_id_from_object(PyObject *o, int64_t *id)
+{
+    if (!PyLong_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "interpreter id must be an int, not %.200s",
+                     Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    long long v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    *id = v;
+    return 0;
+}
+
 /* ---- switching --------------------------------------------------------- */
 
 typedef struct {

@@ -12,6 +12,11 @@
  * with no exception set (passed through to the caller). */
 typedef int (*mg__runfn_t)(void *arg, mg__buf_t *out);
 
+/* Parse an interpreter id (an int): 0, or -1 with TypeError ("interpreter
+ * id must be an int") or OverflowError.  The one parser of every call that
+ * takes an interpreter id. */
+int mg__interp_id_from_object(PyObject *o, int64_t *id);
+
 /* Register the main interpreter and install the thread-exit hook.  Called
  * by the module in the main interpreter.  0 or MG_E*. */
 int mg__interp_init_main(void);

@@ -23,15 +23,7 @@
 static int
 parse_id(PyObject *o, int64_t *id)
 {
-    if (!PyLong_Check(o)) {
-        PyErr_Format(PyExc_TypeError, "interpreter id must be an int, not %.200s", Py_TYPE(o)->tp_name);
-        return -1;
-    }
-    long long v = PyLong_AsLongLong(o);
-    if (v == -1 && PyErr_Occurred())
-        return -1;
-    *id = v;
-    return 0;
+    return mg__interp_id_from_object(o, id);
 }
 
 /* 1 if nargs is `want`, else 0 with a TypeError. */
