@@ -60,6 +60,10 @@
 #include <pthread.h>
 #include <time.h>
 
+/* The serial of the run (exec/call recorded in the activity table) the
+ * calling thread is in, 0 if none. */
+static __thread uint64_t current_run;
+
 static int run_switched(int64_t id, int visit, mg__runfn_t fn, void *arg, mg__buf_t *out,
                         int *raised);
 
@@ -240,12 +244,34 @@ mg__interp_run_as(int64_t id, const char *what, mg__runfn_t fn, void *arg, mg__b
         mg__waits_add(&run);
     }
     int sigint = what != NULL && mg__sigint_enter(id);
+    uint64_t outer = current_run;
+    current_run = what != NULL ? run.serial : 0;
     int rc = run_switched(id, 0, fn, arg, out, raised);
+    current_run = outer;
     if (sigint)
         mg__sigint_leave();
-    if (what != NULL)
+    if (what != NULL) {
+        mg__irq_forget(run.serial);
         mg__waits_remove(&run);
+    }
     return rc;
+}
+
+int
+mg__user_code_enter(mg__user_code_t *uc)
+{
+    *uc = (mg__user_code_t){
+        .serial = current_run,
+        .interp_id = PyInterpreterState_GetID(PyInterpreterState_Get()),
+        .thread_ident = PyThread_get_thread_ident(),
+    };
+    return mg__irq_user_code_enter(uc);
+}
+
+void
+mg__user_code_leave(mg__user_code_t *uc)
+{
+    mg__irq_user_code_leave(uc);
 }
 
 int

@@ -67,6 +67,34 @@ void mg__interp_exit_begin(void);
  * ever: its interpreter is being or has been ended). */
 void mg__exit_gate(int64_t interp_id);
 
+/* The window of a run (mg__interp_run_as with a `what`) in which it runs
+ * the user's code: interrupts land only there, never in manygil's own
+ * decoding and importing around it (an exception raised into importlib
+ * can leave a module lock held for good).  Nodes live on the caller's
+ * stack, in a list of interrupt.c's. */
+typedef struct mg__user_code {
+    uint64_t serial;            /* the run, 0 if not in one */
+    int64_t interp_id;
+    unsigned long thread_ident;
+    struct mg__user_code *next; /* guarded by interrupt.c's mutex */
+} mg__user_code_t;
+
+/* In the target, holding its GIL, just before running the user's code:
+ * open the window.  Returns 0, or -1 with the exception of an interrupt
+ * that came before the window opened set (then do not run the code, but
+ * still call mg__user_code_leave). */
+int mg__user_code_enter(mg__user_code_t *uc);
+
+/* Close the window (holding the same GIL): an interrupt that arrived but
+ * has not fired yet is dropped. */
+void mg__user_code_leave(mg__user_code_t *uc);
+
+/* (interrupt.c) the same, on its lists; and forget what is kept for run
+ * `serial` once it ended. */
+int mg__irq_user_code_enter(mg__user_code_t *uc);
+void mg__irq_user_code_leave(mg__user_code_t *uc);
+void mg__irq_forget(uint64_t serial);
+
 /* (watch.c) If the calling thread is the main thread of the main
  * interpreter and `id` is another interpreter, arrange for SIGINT to
  * interrupt the code it is about to run there and return 1 (then call

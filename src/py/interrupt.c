@@ -94,31 +94,20 @@ mg__interrupts_sent(void)
     return __atomic_load_n(&interrupts_sent, __ATOMIC_ACQUIRE);
 }
 
-/* 1 if thread `ident` runs Python code in the current interpreter: its
- * thread state here has a frame.  (We hold this interpreter's GIL, so the
- * answer holds until we let it go.) */
-static int
-runs_here(unsigned long ident)
-{
-    PyInterpreterState *interp = PyInterpreterState_Get();
-    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
-            ts = PyThreadState_Next(ts)) {
-        if (ts->thread_id != ident)
-            continue;
-        PyFrameObject *f = PyThreadState_GetFrame(ts);
-        Py_XDECREF(f);
-        return f != NULL;       /* SetAsyncExc picks this same first match */
-    }
-    return 0;
-}
+/* Open user-code windows (mg__user_code_t, on their threads' stacks), and
+ * interrupts that came for a run before its window opened. */
+#define MAX_EARLY 256
+static struct {
+    mg__mutex_t mu;
+    mg__user_code_t *open;                  /* guarded by mu */
+    struct { uint64_t serial; char exc[64]; } early[MAX_EARLY];    /* guarded by mu */
+    int nearly;                             /* guarded by mu */
+} windows = { .mu = MG__MUTEX_INIT };
 
-/* 1 if the run record `serial` is still in the activity table (0 matches
- * any run). */
+/* 1 if the run record `serial` is still in the activity table. */
 static int
 run_in_progress(uint64_t serial)
 {
-    if (serial == 0)
-        return 1;
     mg__wait_t *recs;
     size_t n;
     if (mg__waits_snapshot(&recs, &n, NULL) != 0)
@@ -130,9 +119,69 @@ run_in_progress(uint64_t serial)
     return found;
 }
 
-/* In the target interpreter: raise builtins.<exc> in thread `ident`, if it
- * is still in the same run and running code here (an interrupt must not
- * stay pending for the thread's next, unrelated call). */
+static int
+early_find_locked(uint64_t serial)
+{
+    for (int i = 0; i < windows.nearly; i++)
+        if (windows.early[i].serial == serial)
+            return i;
+    return -1;
+}
+
+int
+mg__irq_user_code_enter(mg__user_code_t *uc)
+{
+    int rc = 0;
+    char exc[64] = "";
+    mg__mutex_lock(&windows.mu);
+    int i = uc->serial != 0 ? early_find_locked(uc->serial) : -1;
+    if (i >= 0) {
+        memcpy(exc, windows.early[i].exc, sizeof exc);
+        windows.early[i] = windows.early[--windows.nearly];
+    }
+    uc->next = windows.open;
+    windows.open = uc;
+    mg__mutex_unlock(&windows.mu);
+    if (exc[0] != '\0') {
+        /* Interrupted before its first bytecode: it fails the same way. */
+        PyObject *cls = PyDict_GetItemString(PyEval_GetBuiltins(), exc);    /* borrowed */
+        if (cls != NULL && PyExceptionClass_Check(cls)) {
+            PyErr_SetNone(cls);
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+void
+mg__irq_user_code_leave(mg__user_code_t *uc)
+{
+    mg__mutex_lock(&windows.mu);
+    mg__user_code_t **pp = &windows.open;
+    while (*pp != NULL && *pp != uc)
+        pp = &(*pp)->next;
+    if (*pp == uc)
+        *pp = uc->next;
+    mg__mutex_unlock(&windows.mu);
+    /* One that arrived at the window's very end must not fire in our own
+     * code that follows (encoding the result). */
+    PyThreadState_SetAsyncExc(uc->thread_ident, NULL);
+}
+
+void
+mg__irq_forget(uint64_t serial)
+{
+    mg__mutex_lock(&windows.mu);
+    int i;
+    while ((i = early_find_locked(serial)) >= 0)
+        windows.early[i] = windows.early[--windows.nearly];
+    mg__mutex_unlock(&windows.mu);
+}
+
+/* In the target interpreter: raise builtins.<exc> in thread `ident` if it
+ * runs the user's code of run `serial` here (0: of any run); if that run
+ * has not reached its user code yet, keep it for when it does.  Never in
+ * manygil's own code around it, never in the thread's next run. */
 static int
 irq_in_target(void *varg, mg__buf_t *out)
 {
@@ -140,11 +189,25 @@ irq_in_target(void *varg, mg__buf_t *out)
     irq_t *irq = varg;
     pending_remove(irq);        /* requests from now on need a new helper */
     PyObject *exc = PyDict_GetItemString(PyEval_GetBuiltins(), irq->exc);  /* borrowed */
-    if (exc != NULL && PyExceptionClass_Check(exc) && runs_here(irq->ident)
-            && run_in_progress(irq->serial)) {
+    if (exc == NULL || !PyExceptionClass_Check(exc))
+        return 0;
+    int64_t here = PyInterpreterState_GetID(PyInterpreterState_Get());
+    mg__mutex_lock(&windows.mu);
+    mg__user_code_t *w = windows.open;
+    while (w != NULL && !(w->thread_ident == irq->ident && w->interp_id == here
+                          && (irq->serial == 0 || w->serial == irq->serial)))
+        w = w->next;
+    if (w != NULL) {
         __atomic_add_fetch(&interrupts_sent, 1, __ATOMIC_ACQ_REL);
         PyThreadState_SetAsyncExc(irq->ident, exc);
     }
+    else if (irq->serial != 0 && early_find_locked(irq->serial) < 0
+             && windows.nearly < MAX_EARLY && run_in_progress(irq->serial)) {
+        windows.early[windows.nearly].serial = irq->serial;
+        memcpy(windows.early[windows.nearly].exc, irq->exc, sizeof irq->exc);
+        windows.nearly++;
+    }
+    mg__mutex_unlock(&windows.mu);
     return 0;
 }
 

@@ -116,7 +116,10 @@ exec_in_target(void *varg, mg__buf_t *out)
     if (main == NULL)
         goto done;
     PyObject *ns = PyModule_GetDict(main);      /* borrowed */
-    res = PyEval_EvalCode(code, ns, ns);
+    mg__user_code_t uc;
+    if (mg__user_code_enter(&uc) == 0)          /* interrupts land only here */
+        res = PyEval_EvalCode(code, ns, ns);
+    mg__user_code_leave(&uc);
     if (res == NULL)
         goto done;
     rc = put_none(out);
@@ -186,7 +189,10 @@ call_in_target(void *varg, mg__buf_t *out)
     PyObject *fn = PyTuple_GET_ITEM(triple, 0);
     PyObject *fargs = PyTuple_GET_ITEM(triple, 1);
     PyObject *kwargs = PyTuple_GET_ITEM(triple, 2);
-    res = PyObject_Call(fn, fargs, kwargs == Py_None ? NULL : kwargs);
+    mg__user_code_t uc;
+    if (mg__user_code_enter(&uc) == 0)          /* interrupts land only here */
+        res = PyObject_Call(fn, fargs, kwargs == Py_None ? NULL : kwargs);
+    mg__user_code_leave(&uc);
     if (res == NULL)
         goto done;
     mg__buf_clear(out);
