@@ -312,12 +312,14 @@ from helpers import wd_funcs as wf
 def short(n):
     return sum(range(n))
 
-i = manygil.create()
-threading.Thread(target=i.call, args=(wf.wd_spin_forever,), daemon=True).start()
-j = manygil.create()
-print("READY", flush=True)
-while True:
-    j.call(short, 1000)
+if __name__ == "__main__":
+    i = manygil.create()
+    threading.Thread(target=i.call, args=(wf.wd_spin_forever,), daemon=True).start()
+    j = manygil.create()
+    j.call(short, 10)
+    print("READY", flush=True)
+    while True:
+        j.call(short, 1000)
 """
 
 

@@ -237,6 +237,22 @@ mg__registry_cache_tstate(mg__interp_t *rec, void *tstate)
 }
 
 void
+mg__registry_uncache_tstate(mg__interp_t *rec, void *tstate)
+{
+    mg__mutex_lock(&registry.mutex);
+    mg__thread_t *t = current_thread(0);
+    for (mg__tsnode_t *n = t ? t->nodes : NULL; n != NULL; n = n->next_in_thread) {
+        if (n->rec == rec && n->tstate == tstate) {
+            unlink_from_thread_locked(n);
+            unlink_from_rec_locked(n);
+            free(n);
+            break;
+        }
+    }
+    mg__mutex_unlock(&registry.mutex);
+}
+
+void
 mg__registry_leave(mg__interp_t *rec)
 {
     mg__mutex_lock(&registry.mutex);

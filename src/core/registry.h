@@ -50,6 +50,10 @@ int mg__registry_enter(int64_t id, mg__interp_t **rec, void **tstate);
  * thread has entered).  0 or MG_ENOMEM (then the caller keeps ownership). */
 int mg__registry_cache_tstate(mg__interp_t *rec, void *tstate);
 
+/* Forget `tstate` as the calling thread's cached state for rec (the caller
+ * takes it back and deletes it). */
+void mg__registry_uncache_tstate(mg__interp_t *rec, void *tstate);
+
 /* Undo mg__registry_enter. */
 void mg__registry_leave(mg__interp_t *rec);
 

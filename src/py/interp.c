@@ -90,6 +90,7 @@ typedef struct {
     mg__interp_t *rec;
     PyThreadState *target;      /* thread state used in the target */
     PyThreadState *saved;       /* the caller's, or NULL */
+    PyThreadState *rebind;      /* a detached state of the caller's own to attach again */
     int ephemeral;              /* delete target on the way out */
     int same;                   /* target is the caller's interpreter */
     int visit;                  /* a visit (mg__registry_visit), not a run */
@@ -106,7 +107,14 @@ switch_unregister(mg__switch_t *sw)
 
 /* Enter interpreter id (as a visit if sw->visit): on success the calling
  * thread holds its GIL with sw->target current.  Returns 0 or MG_ENOTFOUND /
- * MG_ENOMEM. */
+ * MG_ENOMEM.
+ *
+ * Attaching a state binds it to the thread (CPython's gilstate binding), so
+ * a thread leaves with the binding it came with (rule 1): the caller's
+ * current state is attached again; a caller with none but with a detached
+ * state bound to it (a host thread inside PyGILState_Ensure) attaches that
+ * one again for a moment; a caller with neither uses a state here for this
+ * entry only (a cached one it had, from creating the interpreter, too). */
 static int
 switch_in(int64_t id, mg__switch_t *sw)
 {
@@ -118,23 +126,29 @@ switch_in(int64_t id, mg__switch_t *sw)
     PyInterpreterState *interp = mg__registry_py_interp(sw->rec);
     PyThreadState *cur = mg__tstate_current();
     sw->saved = NULL;
+    sw->rebind = NULL;
     sw->ephemeral = 0;
     sw->same = cur != NULL && PyThreadState_GetInterpreter(cur) == interp;
     if (sw->same) {
         sw->target = cur;
         return 0;
     }
+    PyThreadState *bound = PyGILState_GetThisThreadState();
     sw->target = cached;
+    if (cur == NULL && bound != NULL && bound != cached)
+        sw->rebind = bound;
+    else if (cur == NULL && cached != NULL) {
+        mg__registry_uncache_tstate(sw->rec, cached);
+        sw->ephemeral = 1;
+    }
     if (sw->target == NULL) {
-        /* Ask before creating: a new state becomes the GILState one
-         * exactly when the thread has none yet. */
-        int had_gilstate = PyGILState_GetThisThreadState() != NULL;
+        /* A new state becomes the thread's bound one when it has none. */
         sw->target = PyThreadState_New(interp);
         if (sw->target == NULL) {
             switch_unregister(sw);
             return MG_ENOMEM;
         }
-        if (!had_gilstate || mg__registry_cache_tstate(sw->rec, sw->target) != 0)
+        if (bound == NULL || mg__registry_cache_tstate(sw->rec, sw->target) != 0)
             sw->ephemeral = 1;
     }
     if (cur != NULL)
@@ -159,6 +173,10 @@ switch_out(mg__switch_t *sw)
     switch_unregister(sw);
     if (sw->saved != NULL)
         PyEval_RestoreThread(sw->saved);
+    else if (sw->rebind != NULL) {
+        PyEval_RestoreThread(sw->rebind);   /* no GIL held: may wait for its GIL */
+        PyEval_SaveThread();
+    }
 }
 
 /* ---- exception capture ------------------------------------------------- */
