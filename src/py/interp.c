@@ -42,9 +42,11 @@
  *     thread state (rule 1) and parks the thread for ever without a GIL.
  *     A thread stuck in C code (time.sleep, a blocking read) cannot do that
  *     within the grace period; on CPython versions whose Py_EndInterpreter
- *     removes remaining thread states itself (3.14+) they are left to it,
- *     elsewhere the closer deletes them (the one case where rule 1 cannot be
- *     kept: nothing else lets those versions end X).  A thread coming back
+ *     removes remaining thread states itself (3.15+) they are left to it,
+ *     elsewhere the closer deletes them: the one case where rule 1 cannot be
+ *     kept (a debug build asserts in unbind_gilstate_tstate), because those
+ *     versions end an interpreter only once its other states are gone and
+ *     only the stuck thread could delete its own.  A thread coming back
  *     from a manygil wait after exit began never re-attaches a state of a
  *     non-main interpreter (mg__exit_gate).
  *  4. A thread that ends deletes its own cached states (thread-exit hook),

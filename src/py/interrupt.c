@@ -19,14 +19,22 @@
  *    helper's thread state is its own for that one visit (it has no other):
  *    created and deleted by the helper itself.
  *  - It targets one run (exec/call: the activity record's serial), not a
- *    thread: holding X's GIL it checks that this run is still in progress
- *    and that the thread still has a frame in X, so an interrupt that
- *    arrives after the run's end is dropped rather than left pending for
- *    the thread's next call, and a thread that ended (its cached state
- *    deleted, under X's GIL too) or whose id was reused is never hit.  A
- *    run that has not reached its first bytecode yet is not interrupted.
- *  - The run itself clears an interrupt that landed after its last bytecode
- *    (run_switched in interp.c) before it lets X's GIL go.
+ *    thread, and only the run's user-code window (mg__user_code_enter/
+ *    leave around the user's call or code, opened and closed under X's
+ *    GIL): holding X's GIL it raises only while that window is open.  So
+ *    an interrupt never lands in manygil's own decoding and importing
+ *    around the user's code (an exception raised into importlib can leave
+ *    a module lock held for good: every later import of it hangs), never
+ *    in the thread's next run, and never in a thread that ended (its
+ *    cached state is deleted under X's GIL too) or whose id was reused.
+ *    One that comes while the run has not opened its window yet is kept
+ *    and raised as the window opens; one that comes after the window
+ *    closed is dropped (the run is over).
+ *  - The window's close clears an interrupt that was set but has not fired
+ *    (it came at the very end of the user's code) before manygil's own
+ *    code goes on.
+ *  - Requests for a run whose helper has not got X's GIL yet join that
+ *    helper instead of starting another (bounded threads).
  *
  * Ctrl-C: while the main thread runs code in another interpreter, CPython's
  * SIGINT handler only flags the main interpreter, which is not running.  We
