@@ -77,21 +77,16 @@ __all__ = [
 
 
 def _close_all_at_exit() -> None:
-    """Close the interpreters still open when the main interpreter exits.
+    """End the interpreters still open when the main interpreter exits.
 
-    Runs after non-daemon threads were joined; an interpreter that still runs
-    code (in a daemon thread) is left alone rather than waited for."""
-    # Abandoned pool workers stuck for good: end their interpreters here
-    # (3.13 would at finalization; 3.12 would abort).
+    Runs after non-daemon threads were joined.  An interpreter that still
+    runs code (in a daemon thread, an abandoned pool worker) is ended too,
+    without waiting for that thread: the thread is left alone for good (it
+    never runs again), so that the process exits cleanly and at once."""
+    _core._end_at_exit()
+    # Whatever _end_at_exit could not end (it ends abandoned pool workers'
+    # interpreters too, so this usually finds nothing left).
     _core._end_abandoned()
-    main = _core.get_main()
-    for interp_id in reversed(_core.list_all()):
-        if interp_id == main:
-            continue
-        try:
-            _core.destroy(interp_id)
-        except InterpreterError:
-            pass
 
 
 if _core.get_current() == _core.get_main():

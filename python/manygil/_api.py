@@ -88,7 +88,11 @@ class Interpreter:
         were interrupted (0 if none was running code here).
 
         Code in C that does not return to Python (``time.sleep``, a blocking
-        read, a manygil wait) sees the interrupt only when it returns."""
+        read, a manygil wait) sees the interrupt only when it returns.  The
+        interrupt lands only in the code of the run it was sent to (never in
+        manygil's own copying around it, never in a later call).
+        Raises :class:`InterpreterNotFoundError` if the interpreter does not
+        exist (or was closed), like every other method."""
         return _core._interrupt(self._id, exc)
 
     def close(self) -> None:

@@ -36,7 +36,7 @@ struct mg__interp {
     int is_main;                    /* immutable */
     int state;                      /* guarded by registry.mutex */
     int running;                    /* guarded by registry.mutex */
-    int pins;                       /* guarded by registry.mutex: exit hooks at work */
+    int pins;                       /* guarded by registry.mutex: exit hooks and visits at work */
     int refs;                       /* guarded by registry.mutex: table + pins */
     mg__tsnode_t *nodes;            /* guarded by registry.mutex */
     void *anchor;                   /* guarded by registry.mutex */
@@ -244,6 +244,22 @@ mg__registry_cache_tstate(mg__interp_t *rec, void *tstate)
 }
 
 void
+mg__registry_uncache_tstate(mg__interp_t *rec, void *tstate)
+{
+    mg__mutex_lock(&registry.mutex);
+    mg__thread_t *t = current_thread(0);
+    for (mg__tsnode_t *n = t ? t->nodes : NULL; n != NULL; n = n->next_in_thread) {
+        if (n->rec == rec && n->tstate == tstate) {
+            unlink_from_thread_locked(n);
+            unlink_from_rec_locked(n);
+            free(n);
+            break;
+        }
+    }
+    mg__mutex_unlock(&registry.mutex);
+}
+
+void
 mg__registry_leave(mg__interp_t *rec)
 {
     mg__mutex_lock(&registry.mutex);
@@ -252,6 +268,90 @@ mg__registry_leave(mg__interp_t *rec)
         mg__cond_broadcast(&registry.cond);
     unref_locked(rec);
     mg__mutex_unlock(&registry.mutex);
+}
+
+int
+mg__registry_visit(int64_t id, mg__interp_t **out, void **tstate)
+{
+    int rc = registry_ready();
+    if (rc)
+        return rc;
+    mg__mutex_lock(&registry.mutex);
+    mg__interp_t *rec = find_locked(id);
+    if (rec == NULL || rec->state != MG__ALIVE) {
+        mg__mutex_unlock(&registry.mutex);
+        return MG_ENOTFOUND;
+    }
+    rec->pins++;
+    rec->refs++;
+    *tstate = NULL;
+    mg__thread_t *t = current_thread(0);
+    for (mg__tsnode_t *n = t ? t->nodes : NULL; n != NULL; n = n->next_in_thread) {
+        if (n->rec == rec) {
+            *tstate = n->tstate;
+            break;
+        }
+    }
+    mg__mutex_unlock(&registry.mutex);
+    *out = rec;
+    return 0;
+}
+
+void
+mg__registry_unvisit(mg__interp_t *rec)
+{
+    mg__mutex_lock(&registry.mutex);
+    if (--rec->pins == 0)
+        mg__cond_broadcast(&registry.cond);
+    unref_locked(rec);
+    mg__mutex_unlock(&registry.mutex);
+}
+
+int
+mg__registry_running(mg__interp_t *rec)
+{
+    mg__mutex_lock(&registry.mutex);
+    int n = rec->running;
+    mg__mutex_unlock(&registry.mutex);
+    return n;
+}
+
+int
+mg__registry_begin_exit(int64_t id, mg__interp_t **out, void **own, int *running)
+{
+    int rc = registry_ready();
+    if (rc)
+        return rc;
+    mg__mutex_lock(&registry.mutex);
+    mg__interp_t *rec = find_locked(id);
+    if (rec == NULL || rec->state != MG__ALIVE) {
+        rc = MG_ENOTFOUND;
+        goto done;
+    }
+    if (rec->is_main) {
+        rc = MG_EMAININTERP;
+        goto done;
+    }
+    rec->state = MG__CLOSING;
+    rec->refs++;
+    while (rec->pins > 0)
+        mg__cond_wait(&registry.cond, &registry.mutex);
+    mg__thread_t *self = current_thread(0);
+    *own = NULL;
+    while (rec->nodes != NULL) {
+        mg__tsnode_t *n = rec->nodes;
+        rec->nodes = n->next_in_rec;
+        unlink_from_thread_locked(n);
+        if (n->thread == self && *own == NULL)
+            *own = n->tstate;
+        free(n);
+    }
+    rec->anchor = NULL;
+    *running = rec->running;
+    *out = rec;
+done:
+    mg__mutex_unlock(&registry.mutex);
+    return rc;
 }
 
 void *

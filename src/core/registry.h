@@ -9,6 +9,8 @@
  *
  * A thread that runs code in an interpreter brackets it with enter/leave;
  * `running` counts such threads and close refuses while it is non-zero.
+ * A brief visit that runs no user code (an interrupt, a stack dump) is
+ * bracketed with visit/unvisit instead: close waits for it to end.
  * Thread states cached for (thread, interpreter) pairs are handed back to
  * their owner on enter, collected by begin_close so the closer can delete
  * them, and deleted by a thread-exit hook when their thread ends.
@@ -53,8 +55,22 @@ int mg__registry_enter(int64_t id, mg__interp_t **rec, void **tstate);
  * thread has entered).  0 or MG_ENOMEM (then the caller keeps ownership). */
 int mg__registry_cache_tstate(mg__interp_t *rec, void *tstate);
 
+/* Forget `tstate` as the calling thread's cached state for rec (the caller
+ * takes it back and deletes it). */
+void mg__registry_uncache_tstate(mg__interp_t *rec, void *tstate);
+
 /* Undo mg__registry_enter. */
 void mg__registry_leave(mg__interp_t *rec);
+
+/* Enter an ALIVE interpreter for a brief visit that runs no user code (an
+ * interrupt, a stack dump): like mg__registry_enter, but the visit does not
+ * count as running (is_running and close do not see it); instead a close
+ * waits for it to end (mg__registry_begin_close waits for pins).
+ * MG_ENOTFOUND. */
+int mg__registry_visit(int64_t id, mg__interp_t **rec, void **tstate);
+
+/* Undo mg__registry_visit. */
+void mg__registry_unvisit(mg__interp_t *rec);
 
 /* The opaque interpreter pointer of an entered/closing record. */
 void *mg__registry_py_interp(const mg__interp_t *rec);
@@ -68,6 +84,20 @@ void *mg__registry_py_interp(const mg__interp_t *rec);
  * MG_ERUNNING, MG_ENOMEM. */
 int mg__registry_begin_close(int64_t id, mg__interp_t **rec, void **own,
                              void ***others, size_t *nothers);
+
+/* At process exit: start closing interpreter `id` even though threads may
+ * still run in it (daemon threads, abandoned workers).  Waits for visits
+ * and thread-exit hooks (no GIL held).  The record becomes CLOSING; the
+ * other threads' cached thread states and the anchor are forgotten, not
+ * handed over (the caller finds them in CPython's own list).
+ * *running is how many threads are still inside.  Finish with
+ * *own is the calling thread's cached state (or NULL), still to be used or
+ * deleted by the caller.  Finish with mg__registry_end_close.
+ * MG_ENOTFOUND, MG_EMAININTERP. */
+int mg__registry_begin_exit(int64_t id, mg__interp_t **rec, void **own, int *running);
+
+/* Threads running in an entered or closing record now. */
+int mg__registry_running(mg__interp_t *rec);
 
 /* Finish closing: remove the record and drop the closer's pin. */
 void mg__registry_end_close(mg__interp_t *rec);

@@ -82,7 +82,13 @@ mg__monotonic_ns(void)
 
 /* Start fn(arg) on a new detached thread with a stack of stack_size bytes
  * (0: the default), named `name` for tools like top (NULL: unnamed).
- * 0 or -1. */
+ * 0 or -1.
+ *
+ * The thread is created joinable and detached only after it is named: the
+ * handle of a thread created detached is dead as soon as that thread ends,
+ * which a short one (an interrupt helper) may do before pthread_create even
+ * returns, and naming it then writes into a freed thread descriptor (seen:
+ * a segfault in pthread_setname_np under Interpreter.interrupt() in a loop). */
 static inline int
 mg__spawn_detached(void *(*fn)(void *), void *arg, size_t stack_size, const char *name)
 {
@@ -90,7 +96,6 @@ mg__spawn_detached(void *(*fn)(void *), void *arg, size_t stack_size, const char
     pthread_t t;
     if (pthread_attr_init(&attr) != 0)
         return -1;
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (stack_size)
         pthread_attr_setstacksize(&attr, stack_size);
     int rc = pthread_create(&t, &attr, fn, arg);
@@ -99,6 +104,7 @@ mg__spawn_detached(void *(*fn)(void *), void *arg, size_t stack_size, const char
         return -1;
     if (name != NULL)
         pthread_setname_np(t, name);
+    pthread_detach(t);
     return 0;
 }
 

@@ -18,6 +18,7 @@
 #include "py/codec.h"
 #include "py/errors.h"
 #include "py/fork.h"
+#include "py/interp.h"
 #include "py/state.h"
 #include "core/channel.h"
 #include "core/sync.h"
@@ -126,6 +127,7 @@ blocking(int is_send, mg__channel_t *ch, int64_t id, mg__buf_t *buf, int64_t tim
         }
         Py_BEGIN_ALLOW_THREADS
         rc = is_send ? mg__channel_send(ch, buf, d, &w) : mg__channel_recv(ch, buf, d, &w);
+        mg__exit_gate(w.interp_id);     /* at exit, never back into an ended interpreter */
         Py_END_ALLOW_THREADS
         if (rc == MG_EDEADLOCK)
             return raise_deadlock(&w);

@@ -24,6 +24,13 @@
  * and ends interpreters one at a time. */
 #define MG__SERIALIZE_LIFECYCLE (PY_VERSION_HEX < 0x030D0000)
 
+/* Py_EndInterpreter removes the interpreter's remaining thread states itself
+ * (and threads coming back to them hang instead of running on): CPython
+ * 3.15+ (gh-128639, PR 134606, merged for 3.15 only: 3.14.0rc1 still had the
+ * old code, see gh-137295).  Before, it aborts ("not the last thread")
+ * unless the caller's state is the only one left. */
+#define MG__END_INTERP_REMOVES_THREADS (PY_VERSION_HEX >= 0x030F0000)
+
 /* The calling thread's current thread state, or NULL; never fails. */
 static inline PyThreadState *
 mg__tstate_current(void)

@@ -37,7 +37,10 @@ exec_source(void *arg, mg__buf_t *out)
     PyObject *res = NULL;
     if (main != NULL) {
         PyObject *ns = PyModule_GetDict(main);
-        res = PyRun_String(src, Py_file_input, ns, ns);
+        mg__user_code_t uc;
+        if (mg__user_code_enter(&uc) == 0)      /* interrupts land only here */
+            res = PyRun_String(src, Py_file_input, ns, ns);
+        mg__user_code_leave(&uc);
         Py_DECREF(main);
     }
     if (res == NULL) {

@@ -12,6 +12,45 @@
  * Switching: save the caller's thread state (releasing its GIL), restore the
  * target's (taking the target's GIL), run, then the reverse.  No GIL is held
  * while waiting for another.
+ *
+ * WHO MAY END WHAT, AND WHEN (the rule every path here follows)
+ *
+ * CPython binds a thread state to the OS thread that last attached it (the
+ * "gilstate" binding: attaching a state binds it and unbinds the thread's
+ * previous one).  Deleting a bound state from another thread breaks that
+ * bookkeeping (debug builds assert in unbind_gilstate_tstate; release builds
+ * clear the *deleter's* binding and leave the owner's dangling).  Hence:
+ *
+ *  1. A thread state is deleted by its own thread (PyThreadState_Clear +
+ *     PyThreadState_DeleteCurrent while attached), or by another thread with
+ *     PyThreadState_Delete only while it is unbound: its thread attached
+ *     another state since (a caller switched back home), or never attached
+ *     it.  Cached states of threads that are not inside X are unbound: every
+ *     switch_out re-attaches the caller's own state, and states of threads
+ *     that come with none are never cached.
+ *  2. An interpreter is closed (mg__interp_close) only while no thread runs
+ *     in it: close refuses (MG_ERUNNING) while one does, waits for brief
+ *     visits (interrupt helpers, stack dumps: mg__interp_visit) to leave,
+ *     and no one can enter once it is CLOSING.  The closer then deletes the
+ *     other threads' cached states (unbound, rule 1) and ends X on its own.
+ *  3. At process exit (mg__interp_end_at_exit) threads may still be inside
+ *     X for good (daemon threads, abandoned pool workers), and CPython's
+ *     finalization ends every interpreter anyway (3.13+) or aborts if one is
+ *     left (3.12).  The closer makes X CLOSING, then asks each thread that
+ *     entered X through manygil to end its own state: a profile/trace hook
+ *     runs on that thread at its next Python event, clears and deletes its
+ *     thread state (rule 1) and parks the thread for ever without a GIL.
+ *     A thread stuck in C code (time.sleep, a blocking read) cannot do that
+ *     within the grace period; on CPython versions whose Py_EndInterpreter
+ *     removes remaining thread states itself (3.15+) they are left to it,
+ *     elsewhere the closer deletes them: the one case where rule 1 cannot be
+ *     kept (a debug build asserts in unbind_gilstate_tstate), because those
+ *     versions end an interpreter only once its other states are gone and
+ *     only the stuck thread could delete its own.  A thread coming back
+ *     from a manygil wait after exit began never re-attaches a state of a
+ *     non-main interpreter (mg__exit_gate).
+ *  4. A thread that ends deletes its own cached states (thread-exit hook),
+ *     each while X is pinned so that a close waits for it.
  */
 #include "manygil.h"
 #include "py/interp.h"
@@ -21,8 +60,32 @@
 #include "core/channel.h"
 #include "core/sync.h"
 #include "core/waits.h"
+#include <pthread.h>
+#include <time.h>
 
-static int run_switched(int64_t id, mg__runfn_t fn, void *arg, mg__buf_t *out, int *raised);
+/* The serial of the run (exec/call recorded in the activity table) the
+ * calling thread is in, 0 if none. */
+static __thread uint64_t current_run;
+
+static int run_switched(int64_t id, int visit, mg__runfn_t fn, void *arg, mg__buf_t *out,
+                        int *raised);
+
+/* ---- ids ---------------------------------------------------------------- */
+
+int
+mg__interp_id_from_object(PyObject *o, int64_t *id)
+{
+    if (!PyLong_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "interpreter id must be an int, not %.200s",
+                     Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    long long v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    *id = v;
+    return 0;
+}
 
 /* ---- switching --------------------------------------------------------- */
 
@@ -30,39 +93,65 @@ typedef struct {
     mg__interp_t *rec;
     PyThreadState *target;      /* thread state used in the target */
     PyThreadState *saved;       /* the caller's, or NULL */
+    PyThreadState *rebind;      /* a detached state of the caller's own to attach again */
     int ephemeral;              /* delete target on the way out */
     int same;                   /* target is the caller's interpreter */
+    int visit;                  /* a visit (mg__registry_visit), not a run */
 } mg__switch_t;
 
-/* Enter interpreter id: on success the calling thread holds its GIL with
- * sw->target current.  Returns 0 or MG_ENOTFOUND / MG_ENOMEM. */
+static void
+switch_unregister(mg__switch_t *sw)
+{
+    if (sw->visit)
+        mg__registry_unvisit(sw->rec);
+    else
+        mg__registry_leave(sw->rec);
+}
+
+/* Enter interpreter id (as a visit if sw->visit): on success the calling
+ * thread holds its GIL with sw->target current.  Returns 0 or MG_ENOTFOUND /
+ * MG_ENOMEM.
+ *
+ * Attaching a state binds it to the thread (CPython's gilstate binding), so
+ * a thread leaves with the binding it came with (rule 1): the caller's
+ * current state is attached again; a caller with none but with a detached
+ * state bound to it (a host thread inside PyGILState_Ensure) attaches that
+ * one again for a moment; a caller with neither uses a state here for this
+ * entry only (a cached one it had, from creating the interpreter, too). */
 static int
 switch_in(int64_t id, mg__switch_t *sw)
 {
     void *cached;
-    int rc = mg__registry_enter(id, &sw->rec, &cached);
+    int rc = sw->visit ? mg__registry_visit(id, &sw->rec, &cached)
+                       : mg__registry_enter(id, &sw->rec, &cached);
     if (rc)
         return rc;
     PyInterpreterState *interp = mg__registry_py_interp(sw->rec);
     PyThreadState *cur = mg__tstate_current();
     sw->saved = NULL;
+    sw->rebind = NULL;
     sw->ephemeral = 0;
-    sw->same = cur != NULL && cur->interp == interp;
+    sw->same = cur != NULL && PyThreadState_GetInterpreter(cur) == interp;
     if (sw->same) {
         sw->target = cur;
         return 0;
     }
+    PyThreadState *bound = PyGILState_GetThisThreadState();
     sw->target = cached;
+    if (cur == NULL && bound != NULL && bound != cached)
+        sw->rebind = bound;
+    else if (cur == NULL && cached != NULL) {
+        mg__registry_uncache_tstate(sw->rec, cached);
+        sw->ephemeral = 1;
+    }
     if (sw->target == NULL) {
-        /* Ask before creating: a new state becomes the GILState one
-         * exactly when the thread has none yet. */
-        int had_gilstate = PyGILState_GetThisThreadState() != NULL;
+        /* A new state becomes the thread's bound one when it has none. */
         sw->target = PyThreadState_New(interp);
         if (sw->target == NULL) {
-            mg__registry_leave(sw->rec);
+            switch_unregister(sw);
             return MG_ENOMEM;
         }
-        if (!had_gilstate || mg__registry_cache_tstate(sw->rec, sw->target) != 0)
+        if (bound == NULL || mg__registry_cache_tstate(sw->rec, sw->target) != 0)
             sw->ephemeral = 1;
     }
     if (cur != NULL)
@@ -84,9 +173,13 @@ switch_out(mg__switch_t *sw)
             PyEval_SaveThread();
         }
     }
-    mg__registry_leave(sw->rec);
+    switch_unregister(sw);
     if (sw->saved != NULL)
         PyEval_RestoreThread(sw->saved);
+    else if (sw->rebind != NULL) {
+        PyEval_RestoreThread(sw->rebind);   /* no GIL held: may wait for its GIL */
+        PyEval_SaveThread();
+    }
 }
 
 /* ---- exception capture ------------------------------------------------- */
@@ -172,19 +265,48 @@ mg__interp_run_as(int64_t id, const char *what, mg__runfn_t fn, void *arg, mg__b
         mg__waits_add(&run);
     }
     int sigint = what != NULL && mg__sigint_enter(id);
-    int rc = run_switched(id, fn, arg, out, raised);
+    uint64_t outer = current_run;
+    current_run = what != NULL ? run.serial : 0;
+    int rc = run_switched(id, 0, fn, arg, out, raised);
+    current_run = outer;
     if (sigint)
         mg__sigint_leave();
-    if (what != NULL)
+    if (what != NULL) {
+        mg__irq_forget(run.serial);
         mg__waits_remove(&run);
+    }
     return rc;
 }
 
-/* mg__interp_run without the bookkeeping. */
-static int
-run_switched(int64_t id, mg__runfn_t fn, void *arg, mg__buf_t *out, int *raised)
+int
+mg__user_code_enter(mg__user_code_t *uc)
 {
-    mg__switch_t sw;
+    *uc = (mg__user_code_t){
+        .serial = current_run,
+        .interp_id = PyInterpreterState_GetID(PyInterpreterState_Get()),
+        .thread_ident = PyThread_get_thread_ident(),
+    };
+    return mg__irq_user_code_enter(uc);
+}
+
+void
+mg__user_code_leave(mg__user_code_t *uc)
+{
+    mg__irq_user_code_leave(uc);
+}
+
+int
+mg__interp_visit(int64_t id, mg__runfn_t fn, void *arg, mg__buf_t *out, int *raised)
+{
+    return run_switched(id, 1, fn, arg, out, raised);
+}
+
+/* mg__interp_run (or, with visit, mg__interp_visit) without the
+ * bookkeeping. */
+static int
+run_switched(int64_t id, int visit, mg__runfn_t fn, void *arg, mg__buf_t *out, int *raised)
+{
+    mg__switch_t sw = {.visit = visit};
     int rc = switch_in(id, &sw);
     if (rc)
         return rc;
@@ -406,6 +528,171 @@ done:
     return rc;
 }
 
+/* ---- ending interpreters at exit (rule 3) -------------------------------- */
+
+/* How long the closer waits for threads inside an interpreter to park. */
+#define EXIT_GRACE_NS (200 * 1000 * 1000LL)
+#define MAX_PARK_IDENTS 64
+
+static struct {
+    mg__mutex_t mu;
+    pthread_cond_t cond;        /* a thread parked (parked threads wait on it for ever) */
+    int started;                /* atomic: mg__interp_end_at_exit has begun */
+    int64_t main_id;            /* set once by mg__interp_init_main */
+    PyInterpreterState *interp; /* guarded by mu: the interpreter being ended, or NULL */
+    unsigned long idents[MAX_PARK_IDENTS];  /* guarded by mu: threads to park there */
+    int nidents;                /* guarded by mu */
+    int parked;                 /* guarded by mu: how many of them parked */
+} at_exit = {
+    .mu = MG__MUTEX_INIT,
+    .cond = PTHREAD_COND_INITIALIZER,
+    .main_id = -1,
+};
+
+/* Wait for ever, holding no GIL and no thread state.  Never returns. */
+static void
+park_forever(void)
+{
+    mg__mutex_lock(&at_exit.mu);
+    at_exit.parked++;
+    pthread_cond_broadcast(&at_exit.cond);
+    for (;;)
+        pthread_cond_wait(&at_exit.cond, &at_exit.mu);
+}
+
+void
+mg__exit_gate(int64_t interp_id)
+{
+    if (__atomic_load_n(&at_exit.started, __ATOMIC_ACQUIRE) && interp_id != at_exit.main_id)
+        park_forever();
+}
+
+/* Profile and trace hook installed in an interpreter being ended at exit:
+ * on a thread that entered it through manygil, delete the thread's own
+ * state (rule 1) and park the thread; elsewhere do nothing. */
+static int
+park_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    (void)obj; (void)frame; (void)what; (void)arg;
+    unsigned long me = PyThread_get_thread_ident();
+    PyInterpreterState *here = PyInterpreterState_Get();
+    int mine = 0;
+    mg__mutex_lock(&at_exit.mu);
+    for (int i = 0; here == at_exit.interp && i < at_exit.nidents && !mine; i++)
+        mine = at_exit.idents[i] == me;
+    mg__mutex_unlock(&at_exit.mu);
+    if (!mine)
+        return 0;
+    PyThreadState_Clear(PyThreadState_Get());
+    PyThreadState_DeleteCurrent();          /* releases the GIL */
+    park_forever();
+    return 0;
+}
+
+/* The threads running in interpreter id through manygil (exec, call, pool
+ * tasks: run records), into at_exit.idents.  Its own `threading` threads
+ * are not among them: Py_EndInterpreter waits for those as usual. */
+static void
+collect_runners_locked(int64_t id)
+{
+    mg__wait_t *recs;
+    size_t n;
+    at_exit.nidents = 0;
+    if (mg__waits_snapshot(&recs, &n, NULL) != 0)
+        return;
+    for (size_t i = 0; i < n && at_exit.nidents < MAX_PARK_IDENTS; i++)
+        if (recs[i].kind == MG__ACT_RUN && recs[i].interp_id == id)
+            at_exit.idents[at_exit.nidents++] = recs[i].thread_ident;
+    free(recs);
+}
+
+void
+mg__interp_exit_begin(void)
+{
+    __atomic_store_n(&at_exit.started, 1, __ATOMIC_RELEASE);
+}
+
+int
+mg__interp_end_at_exit(int64_t id)
+{
+    mg__interp_exit_begin();
+    PyThreadState *cur = mg__tstate_current();
+    PyThreadState *saved = cur ? PyEval_SaveThread() : NULL;
+    mg__interp_t *rec;
+    void *own = NULL;
+    int running = 0;
+    int rc = mg__registry_begin_exit(id, &rec, &own, &running);
+    if (rc)
+        goto done;
+    PyInterpreterState *interp = mg__registry_py_interp(rec);
+    /* Our own cached state if we have one: it may be the one the
+     * interpreter's threading module counts as its main thread's. */
+    PyThreadState *ts = own != NULL ? own : PyThreadState_New(interp);
+    if (ts == NULL) {
+        rc = MG_ENOMEM;                 /* left CLOSING: unusable, not ended */
+        goto done;
+    }
+    if (running > 0) {
+        int64_t deadline = mg__monotonic_ns() + EXIT_GRACE_NS;
+        mg__mutex_lock(&at_exit.mu);
+        at_exit.interp = interp;
+        at_exit.parked = 0;
+        collect_runners_locked(id);
+        mg__mutex_unlock(&at_exit.mu);
+        PyEval_RestoreThread(ts);
+        PyEval_SetProfileAllThreads(park_hook, NULL);
+        PyEval_SetTraceAllThreads(park_hook, NULL);
+        PyEval_SaveThread();
+        mg__mutex_lock(&at_exit.mu);
+        while (at_exit.parked < mg__registry_running(rec) && mg__monotonic_ns() < deadline) {
+            struct timespec t;
+            clock_gettime(CLOCK_REALTIME, &t);
+            t.tv_nsec += 5 * 1000 * 1000;
+            if (t.tv_nsec >= 1000000000L) {
+                t.tv_sec++;
+                t.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&at_exit.cond, &at_exit.mu, &t);
+        }
+        mg__mutex_unlock(&at_exit.mu);
+        PyEval_RestoreThread(ts);
+        PyEval_SetProfileAllThreads(NULL, NULL);
+        PyEval_SetTraceAllThreads(NULL, NULL);
+        /* No thread can be in the hook now (it would hold this GIL). */
+        mg__mutex_lock(&at_exit.mu);
+        at_exit.interp = NULL;
+        at_exit.nidents = 0;
+        mg__mutex_unlock(&at_exit.mu);
+    }
+    else {
+        PyEval_RestoreThread(ts);
+    }
+    /* Left: cached states of threads not inside (unbound: rule 1) and the
+     * states of threads stuck in C code (see rule 3). */
+    if (!MG__END_INTERP_REMOVES_THREADS) {
+        PyThreadState *o = PyInterpreterState_ThreadHead(interp);
+        while (o != NULL) {
+            PyThreadState *next = PyThreadState_Next(o);
+            if (o != ts) {
+                PyThreadState_Clear(o);
+                PyThreadState_Delete(o);
+            }
+            o = next;
+        }
+    }
+    PyEval_SaveThread();
+    mg__lifecycle_lock();
+    PyEval_RestoreThread(ts);
+    Py_EndInterpreter(ts);              /* leaves no current thread state */
+    mg__lifecycle_unlock();
+    mg__registry_end_close(rec);
+    mg__channels_drop_interp(id);
+done:
+    if (saved != NULL)
+        PyEval_RestoreThread(saved);
+    return rc;
+}
+
 /* ---- the main interpreter and thread exit ------------------------------ */
 
 /* Registry thread-exit hook: delete a cached thread state on its thread. */
@@ -438,6 +725,7 @@ mg__interp_init_main(void)
         return 0;
     if (rc)
         return rc;
+    at_exit.main_id = PyInterpreterState_GetID(main_interp);
     mg__registry_set_deleter(delete_tstate);
     if (Py_AtExit(at_finalize) < 0)
         return MG_ENOMEM;

@@ -12,6 +12,11 @@
  * with no exception set (passed through to the caller). */
 typedef int (*mg__runfn_t)(void *arg, mg__buf_t *out);
 
+/* Parse an interpreter id (an int): 0, or -1 with TypeError ("interpreter
+ * id must be an int") or OverflowError.  The one parser of every call that
+ * takes an interpreter id. */
+int mg__interp_id_from_object(PyObject *o, int64_t *id);
+
 /* Register the main interpreter and install the thread-exit hook.  Called
  * by the module in the main interpreter.  0 or MG_E*. */
 int mg__interp_init_main(void);
@@ -40,6 +45,55 @@ int mg__interp_run(int64_t id, mg__runfn_t fn, void *arg, mg__buf_t *out,
  * code (see mg__sigint_enter). */
 int mg__interp_run_as(int64_t id, const char *what, mg__runfn_t fn, void *arg,
                       mg__buf_t *out, int *raised);
+
+/* mg__interp_run as a brief visit that runs no user code (an interrupt, a
+ * stack dump): it does not count as running code there (is_running, close),
+ * and a close waits for it to leave instead of failing. */
+int mg__interp_visit(int64_t id, mg__runfn_t fn, void *arg, mg__buf_t *out, int *raised);
+
+/* At process exit, from the main interpreter: end interpreter id even if
+ * threads still run in it (see rule 3 in interp.c).  Threads running
+ * Python code there are parked for good (each after deleting its own thread
+ * state); the interpreter is then ended.  0, MG_ENOTFOUND, MG_EMAININTERP,
+ * MG_ENOMEM. */
+int mg__interp_end_at_exit(int64_t id);
+
+/* The process is exiting: from now on mg__exit_gate parks threads. */
+void mg__interp_exit_begin(void);
+
+/* Call with no GIL held, before re-attaching to interpreter interp_id after
+ * a blocking wait: once mg__interp_end_at_exit has begun, a thread coming
+ * back to any interpreter but the main one never returns (it is parked for
+ * ever: its interpreter is being or has been ended). */
+void mg__exit_gate(int64_t interp_id);
+
+/* The window of a run (mg__interp_run_as with a `what`) in which it runs
+ * the user's code: interrupts land only there, never in manygil's own
+ * decoding and importing around it (an exception raised into importlib
+ * can leave a module lock held for good).  Nodes live on the caller's
+ * stack, in a list of interrupt.c's. */
+typedef struct mg__user_code {
+    uint64_t serial;            /* the run, 0 if not in one */
+    int64_t interp_id;
+    unsigned long thread_ident;
+    struct mg__user_code *next; /* guarded by interrupt.c's mutex */
+} mg__user_code_t;
+
+/* In the target, holding its GIL, just before running the user's code:
+ * open the window.  Returns 0, or -1 with the exception of an interrupt
+ * that came before the window opened set (then do not run the code, but
+ * still call mg__user_code_leave). */
+int mg__user_code_enter(mg__user_code_t *uc);
+
+/* Close the window (holding the same GIL): an interrupt that arrived but
+ * has not fired yet is dropped. */
+void mg__user_code_leave(mg__user_code_t *uc);
+
+/* (interrupt.c) the same, on its lists; and forget what is kept for run
+ * `serial` once it ended. */
+int mg__irq_user_code_enter(mg__user_code_t *uc);
+void mg__irq_user_code_leave(mg__user_code_t *uc);
+void mg__irq_forget(uint64_t serial);
 
 /* (watch.c) If the calling thread is the main thread of the main
  * interpreter and `id` is another interpreter, arrange for SIGINT to

@@ -10,6 +10,32 @@
  * caller never waits for it: a thread stuck in C code holding X's GIL
  * leaves only the helper waiting.
  *
+ * WHO MAY TOUCH WHAT, AND WHEN (interrupts; see interp.c for the rest)
+ *
+ *  - The helper enters X as a visit (mg__interp_visit): it runs no user
+ *    code, so X does not count as running code meanwhile (is_running(),
+ *    close() do not see it), and a close of X waits for the visit to leave
+ *    instead of failing; once X is closing, no helper can enter it.  The
+ *    helper's thread state is its own for that one visit (it has no other):
+ *    created and deleted by the helper itself.
+ *  - It targets one run (exec/call: the activity record's serial), not a
+ *    thread, and only the run's user-code window (mg__user_code_enter/
+ *    leave around the user's call or code, opened and closed under X's
+ *    GIL): holding X's GIL it raises only while that window is open.  So
+ *    an interrupt never lands in manygil's own decoding and importing
+ *    around the user's code (an exception raised into importlib can leave
+ *    a module lock held for good: every later import of it hangs), never
+ *    in the thread's next run, and never in a thread that ended (its
+ *    cached state is deleted under X's GIL too) or whose id was reused.
+ *    One that comes while the run has not opened its window yet is kept
+ *    and raised as the window opens; one that comes after the window
+ *    closed is dropped (the run is over).
+ *  - The window's close clears an interrupt that was set but has not fired
+ *    (it came at the very end of the user's code) before manygil's own
+ *    code goes on.
+ *  - Requests for a run whose helper has not got X's GIL yet join that
+ *    helper instead of starting another (bounded threads).
+ *
  * Ctrl-C: while the main thread runs code in another interpreter, CPython's
  * SIGINT handler only flags the main interpreter, which is not running.  We
  * chain a handler in front of it that also writes a byte to a pipe; a
@@ -29,6 +55,7 @@
 #include "py/errors.h"
 #include "py/interp.h"
 #include "py/watch.h"
+#include "core/registry.h"
 #include "core/sync.h"
 #include "core/waits.h"
 
@@ -37,8 +64,34 @@
 typedef struct {
     int64_t interp;
     unsigned long ident;
+    uint64_t serial;            /* the run to interrupt (0: whatever runs) */
     char exc[64];               /* name of a builtins exception class */
 } irq_t;
+
+/* Helpers started and not yet at work (in the target, holding its GIL): a
+ * request for the same run meanwhile joins the pending one instead of
+ * starting another thread (a caller that interrupts in a loop would start
+ * helpers faster than they get the target's GIL, without bound). */
+#define MAX_PENDING 256
+static struct {
+    mg__mutex_t mu;
+    irq_t *items[MAX_PENDING];  /* guarded by mu */
+    int n;                      /* guarded by mu */
+} pending = { .mu = MG__MUTEX_INIT };
+
+/* Forget irq as pending (if it is).  Call before it fires. */
+static void
+pending_remove(irq_t *irq)
+{
+    mg__mutex_lock(&pending.mu);
+    for (int i = 0; i < pending.n; i++) {
+        if (pending.items[i] == irq) {
+            pending.items[i] = pending.items[--pending.n];
+            break;
+        }
+    }
+    mg__mutex_unlock(&pending.mu);
+}
 
 /* Interrupts sent so far (see mg__interrupts_sent). */
 static uint64_t interrupts_sent;
@@ -49,37 +102,120 @@ mg__interrupts_sent(void)
     return __atomic_load_n(&interrupts_sent, __ATOMIC_ACQUIRE);
 }
 
-/* 1 if thread `ident` runs Python code in the current interpreter: its
- * thread state here has a frame.  (We hold this interpreter's GIL, so the
- * answer holds until we let it go.) */
+/* Open user-code windows (mg__user_code_t, on their threads' stacks), and
+ * interrupts that came for a run before its window opened. */
+#define MAX_EARLY 256
+static struct {
+    mg__mutex_t mu;
+    mg__user_code_t *open;                  /* guarded by mu */
+    struct { uint64_t serial; char exc[64]; } early[MAX_EARLY];    /* guarded by mu */
+    int nearly;                             /* guarded by mu */
+} windows = { .mu = MG__MUTEX_INIT };
+
+/* 1 if the run record `serial` is still in the activity table. */
 static int
-runs_here(unsigned long ident)
+run_in_progress(uint64_t serial)
 {
-    PyInterpreterState *interp = PyInterpreterState_Get();
-    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
-            ts = PyThreadState_Next(ts)) {
-        if (ts->thread_id != ident)
-            continue;
-        PyFrameObject *f = PyThreadState_GetFrame(ts);
-        Py_XDECREF(f);
-        return f != NULL;       /* SetAsyncExc picks this same first match */
-    }
-    return 0;
+    mg__wait_t *recs;
+    size_t n;
+    if (mg__waits_snapshot(&recs, &n, NULL) != 0)
+        return 0;
+    int found = 0;
+    for (size_t i = 0; i < n && !found; i++)
+        found = recs[i].serial == serial && recs[i].kind == MG__ACT_RUN;
+    free(recs);
+    return found;
 }
 
-/* In the target interpreter: raise builtins.<exc> in thread `ident`, if it
- * is still running code here (an interrupt must not stay pending for the
- * thread's next, unrelated call). */
+static int
+early_find_locked(uint64_t serial)
+{
+    for (int i = 0; i < windows.nearly; i++)
+        if (windows.early[i].serial == serial)
+            return i;
+    return -1;
+}
+
+int
+mg__irq_user_code_enter(mg__user_code_t *uc)
+{
+    int rc = 0;
+    char exc[64] = "";
+    mg__mutex_lock(&windows.mu);
+    int i = uc->serial != 0 ? early_find_locked(uc->serial) : -1;
+    if (i >= 0) {
+        memcpy(exc, windows.early[i].exc, sizeof exc);
+        windows.early[i] = windows.early[--windows.nearly];
+    }
+    uc->next = windows.open;
+    windows.open = uc;
+    mg__mutex_unlock(&windows.mu);
+    if (exc[0] != '\0') {
+        /* Interrupted before its first bytecode: it fails the same way. */
+        PyObject *cls = PyDict_GetItemString(PyEval_GetBuiltins(), exc);    /* borrowed */
+        if (cls != NULL && PyExceptionClass_Check(cls)) {
+            PyErr_SetNone(cls);
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+void
+mg__irq_user_code_leave(mg__user_code_t *uc)
+{
+    mg__mutex_lock(&windows.mu);
+    mg__user_code_t **pp = &windows.open;
+    while (*pp != NULL && *pp != uc)
+        pp = &(*pp)->next;
+    if (*pp == uc)
+        *pp = uc->next;
+    mg__mutex_unlock(&windows.mu);
+    /* One that arrived at the window's very end must not fire in our own
+     * code that follows (encoding the result). */
+    PyThreadState_SetAsyncExc(uc->thread_ident, NULL);
+}
+
+void
+mg__irq_forget(uint64_t serial)
+{
+    mg__mutex_lock(&windows.mu);
+    int i;
+    while ((i = early_find_locked(serial)) >= 0)
+        windows.early[i] = windows.early[--windows.nearly];
+    mg__mutex_unlock(&windows.mu);
+}
+
+/* In the target interpreter: raise builtins.<exc> in thread `ident` if it
+ * runs the user's code of run `serial` here (0: of any run); if that run
+ * has not reached its user code yet, keep it for when it does.  Never in
+ * manygil's own code around it, never in the thread's next run. */
 static int
 irq_in_target(void *varg, mg__buf_t *out)
 {
     (void)out;
     irq_t *irq = varg;
+    pending_remove(irq);        /* requests from now on need a new helper */
     PyObject *exc = PyDict_GetItemString(PyEval_GetBuiltins(), irq->exc);  /* borrowed */
-    if (exc != NULL && PyExceptionClass_Check(exc) && runs_here(irq->ident)) {
+    if (exc == NULL || !PyExceptionClass_Check(exc))
+        return 0;
+    int64_t here = PyInterpreterState_GetID(PyInterpreterState_Get());
+    mg__mutex_lock(&windows.mu);
+    mg__user_code_t *w = windows.open;
+    while (w != NULL && !(w->thread_ident == irq->ident && w->interp_id == here
+                          && (irq->serial == 0 || w->serial == irq->serial)))
+        w = w->next;
+    if (w != NULL) {
         __atomic_add_fetch(&interrupts_sent, 1, __ATOMIC_ACQ_REL);
         PyThreadState_SetAsyncExc(irq->ident, exc);
     }
+    else if (irq->serial != 0 && early_find_locked(irq->serial) < 0
+             && windows.nearly < MAX_EARLY && run_in_progress(irq->serial)) {
+        windows.early[windows.nearly].serial = irq->serial;
+        memcpy(windows.early[windows.nearly].exc, irq->exc, sizeof irq->exc);
+        windows.nearly++;
+    }
+    mg__mutex_unlock(&windows.mu);
     return 0;
 }
 
@@ -89,10 +225,49 @@ irq_thread(void *arg)
     irq_t *irq = arg;
     mg__buf_t out = MG__BUF_INIT;
     int raised = 0;
-    (void)mg__interp_run(irq->interp, irq_in_target, irq, &out, &raised);
+    (void)mg__interp_visit(irq->interp, irq_in_target, irq, &out, &raised);
+    pending_remove(irq);        /* if the visit could not enter */
     mg__buf_free(&out);
     free(irq);
     return NULL;
+}
+
+/* Interrupt run `serial` (0: whatever runs) of thread `ident` in
+ * interpreter `interp` with the builtin exception class `exc`, from a new
+ * detached thread.  0 or MG_ENOMEM. */
+static int
+interrupt_run_async(int64_t interp, unsigned long ident, uint64_t serial, const char *exc)
+{
+    int rc = 0;
+    mg__mutex_lock(&pending.mu);
+    for (int i = 0; serial != 0 && i < pending.n; i++) {
+        irq_t *p = pending.items[i];
+        if (p->interp == interp && p->ident == ident && p->serial == serial
+                && strcmp(p->exc, exc) == 0)
+            goto done;          /* joins the pending one */
+    }
+    irq_t *irq = calloc(1, sizeof *irq);
+    if (irq == NULL) {
+        rc = MG_ENOMEM;
+        goto done;
+    }
+    irq->interp = interp;
+    irq->ident = ident;
+    irq->serial = serial;
+    snprintf(irq->exc, sizeof irq->exc, "%s", exc);
+    int tracked = pending.n < MAX_PENDING;
+    if (tracked)
+        pending.items[pending.n++] = irq;
+    /* Under pending.mu: the helper's pending_remove waits until we are done. */
+    if (mg__spawn_detached(irq_thread, irq, 0, "manygil-irq") != 0) {
+        if (tracked)
+            pending.n--;
+        free(irq);
+        rc = MG_ENOMEM;
+    }
+done:
+    mg__mutex_unlock(&pending.mu);
+    return rc;
 }
 
 /* Interrupt thread `ident` running in interpreter `interp` with the builtin
@@ -100,17 +275,7 @@ irq_thread(void *arg)
 int
 mg__interrupt_async(int64_t interp, unsigned long ident, const char *exc)
 {
-    irq_t *irq = calloc(1, sizeof *irq);
-    if (irq == NULL)
-        return MG_ENOMEM;
-    irq->interp = interp;
-    irq->ident = ident;
-    snprintf(irq->exc, sizeof irq->exc, "%s", exc);
-    if (mg__spawn_detached(irq_thread, irq, 0, "manygil-irq") != 0) {
-        free(irq);
-        return MG_ENOMEM;
-    }
-    return 0;
+    return interrupt_run_async(interp, ident, 0, exc);
 }
 
 /* A builtin exception class's name, or NULL with TypeError. */
@@ -143,16 +308,24 @@ mg__fn_interrupt(PyObject *mod, PyObject *args, PyObject *kwds)
 {
     (void)mod;
     static char *kwlist[] = {"interp_id", "exc", "what", "thread", NULL};
-    long long id;
+    PyObject *idobj;
+    int64_t id;
     PyObject *exc;
     const char *what = NULL;
     unsigned long long only = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LO|zK:_interrupt", kwlist, &id, &exc,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|zK:_interrupt", kwlist, &idobj, &exc,
                                      &what, &only))
+        return NULL;
+    if (mg__interp_id_from_object(idobj, &id) < 0)
         return NULL;
     const char *name = builtin_exc_name(exc);
     if (name == NULL)
         return NULL;
+    /* Like every other call on an interpreter: one that does not exist
+     * (never did, or closed) is an error, not "nothing was running". */
+    int known = mg__registry_is_running(id);
+    if (known < 0)
+        return mg__raise(known, "interpreter %lld", (long long)id);
     mg__wait_t *recs;
     size_t n;
     if (mg__waits_snapshot(&recs, &n, NULL) != 0)
@@ -175,12 +348,12 @@ mg__fn_interrupt(PyObject *mod, PyObject *args, PyObject *kwds)
                   && recs[j].thread_ident == r->thread_ident;
         if (dup)
             continue;
-        rc = mg__interrupt_async(id, r->thread_ident, name);
+        rc = interrupt_run_async(id, r->thread_ident, r->serial, name);
         count += rc == 0;
     }
     free(recs);
     if (rc)
-        return mg__raise(rc, "interrupting interpreter %lld", id);
+        return mg__raise(rc, "interrupting interpreter %lld", (long long)id);
     return PyLong_FromLong(count);
 }
 
@@ -233,7 +406,7 @@ forwarder_main(void *unused)
         snprintf(irq.exc, sizeof irq.exc, "KeyboardInterrupt");
         mg__buf_t out = MG__BUF_INIT;
         int raised;
-        (void)mg__interp_run(target, irq_in_target, &irq, &out, &raised);
+        (void)mg__interp_visit(target, irq_in_target, &irq, &out, &raised);
         mg__buf_free(&out);
     }
 }

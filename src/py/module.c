@@ -24,15 +24,7 @@
 static int
 parse_id(PyObject *o, int64_t *id)
 {
-    if (!PyLong_Check(o)) {
-        PyErr_Format(PyExc_TypeError, "interpreter id must be an int, not %.200s", Py_TYPE(o)->tp_name);
-        return -1;
-    }
-    long long v = PyLong_AsLongLong(o);
-    if (v == -1 && PyErr_Occurred())
-        return -1;
-    *id = v;
-    return 0;
+    return mg__interp_id_from_object(o, id);
 }
 
 /* 1 if nargs is `want`, else 0 with a TypeError. */
@@ -125,7 +117,10 @@ exec_in_target(void *varg, mg__buf_t *out)
     if (main == NULL)
         goto done;
     PyObject *ns = PyModule_GetDict(main);      /* borrowed */
-    res = PyEval_EvalCode(code, ns, ns);
+    mg__user_code_t uc;
+    if (mg__user_code_enter(&uc) == 0)          /* interrupts land only here */
+        res = PyEval_EvalCode(code, ns, ns);
+    mg__user_code_leave(&uc);
     if (res == NULL)
         goto done;
     rc = put_none(out);
@@ -195,7 +190,10 @@ call_in_target(void *varg, mg__buf_t *out)
     PyObject *fn = PyTuple_GET_ITEM(triple, 0);
     PyObject *fargs = PyTuple_GET_ITEM(triple, 1);
     PyObject *kwargs = PyTuple_GET_ITEM(triple, 2);
-    res = PyObject_Call(fn, fargs, kwargs == Py_None ? NULL : kwargs);
+    mg__user_code_t uc;
+    if (mg__user_code_enter(&uc) == 0)          /* interrupts land only here */
+        res = PyObject_Call(fn, fargs, kwargs == Py_None ? NULL : kwargs);
+    mg__user_code_leave(&uc);
     if (res == NULL)
         goto done;
     mg__buf_clear(out);
@@ -393,6 +391,38 @@ core_destroy(PyObject *mod, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(end_at_exit_doc,
+"_end_at_exit()\n--\n\n"
+"At process exit (after non-daemon threads were joined): end every manygil\n"
+"interpreter, newest first.  One that a thread still runs code in (a\n"
+"daemon thread, an abandoned worker) is ended too, without waiting for\n"
+"that thread: it is parked for good (see interp.c).  Returns how many\n"
+"were ended.");
+
+static PyObject *
+core_end_at_exit(PyObject *mod, PyObject *unused)
+{
+    (void)mod; (void)unused;
+    int64_t *ids;
+    size_t n;
+    int rc = mg__registry_ids(&ids, &n);
+    if (rc)
+        return mg__raise(rc, NULL);
+    int64_t main_id = PyInterpreterState_GetID(PyInterpreterState_Main());
+    long ended = 0;
+    mg__interp_exit_begin();
+    for (size_t i = n; i-- > 0;) {
+        if (ids[i] == main_id)
+            continue;
+        rc = mg__interp_close(ids[i]);
+        if (rc == MG_ERUNNING)
+            rc = mg__interp_end_at_exit(ids[i]);
+        ended += rc == 0;
+    }
+    free(ids);
+    return PyLong_FromLong(ended);
+}
+
 PyDoc_STRVAR(is_running_doc,
 "is_running(id)\n--\n\n"
 "True if some thread is running code in interpreter `id`.");
@@ -524,6 +554,7 @@ static PyMethodDef core_methods[] = {
     {"prepare_main", (PyCFunction)(void (*)(void))core_prepare_main, METH_FASTCALL,
      prepare_main_doc},
     {"is_running", core_is_running, METH_O, is_running_doc},
+    {"_end_at_exit", core_end_at_exit, METH_NOARGS, end_at_exit_doc},
     {"list_all", core_list_all, METH_NOARGS, list_all_doc},
     {"get_current", core_get_current, METH_NOARGS, "get_current()\n--\n\nId of the current interpreter."},
     {"get_main", core_get_main, METH_NOARGS, "get_main()\n--\n\nId of the main interpreter."},
