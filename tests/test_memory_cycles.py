@@ -6,8 +6,11 @@ CPython 3.12/3.13 keep an isolated interpreter's whole object heap when it
 is destroyed (~1.6 MiB per cycle here); everything an interpreter touches
 is kept with it, so manygil's extra is what its bootstrap touches in each
 new interpreter (src/py/runsrc.c: compiled once per process, loaded from
-marshal; before, compiling there cost ~30 KiB more per cycle)."""
+marshal; before, compiling there cost ~30 KiB more per cycle).  CPython
+3.15 gives the heap back (~0 KiB per cycle of its own): there the same limit
+bounds manygil's growth on its own."""
 import os
+import sys
 
 import pytest
 
@@ -51,7 +54,8 @@ def test_growth_per_cycle_within_16_kib_of_cpython():
     if out == "unavailable":
         pytest.skip("no private subinterpreter module for the baseline")
     raw, mine = (float(x) for x in out.split())
-    assert raw > 256 * KIB, f"baseline not measured: CPython grew {raw / KIB:.1f} KiB/cycle"
+    if sys.version_info < (3, 15):      # the baseline itself shows the known growth
+        assert raw > 256 * KIB, f"baseline not measured: CPython grew {raw / KIB:.1f} KiB/cycle"
     assert mine - raw < 16 * KIB, (
         f"manygil grew {mine / KIB:.1f} KiB per create/close cycle, CPython's own "
         f"interpreters {raw / KIB:.1f} KiB: {(mine - raw) / KIB:.1f} KiB more (limit 16)")
