@@ -298,17 +298,25 @@ mg__pool_abandon_task(PyObject *op, PyObject *arg)
     if (i >= 0) {
         slot_t *s = &w->slots[i];
         s->abandoned = 1;
-        pthread_detach(s->thread);
+        mg__cond_broadcast(&w->changed);        /* joiners stop waiting for it */
         mg__pool_abandon(w->q, s->task);
         if (s->run != NULL)
             mg__waits_set_what(s->run, "abandoned task");   /* the watchdog said so */
         mg__stuck_note(__atomic_load_n(&s->interp_id, __ATOMIC_ACQUIRE),
                        __atomic_load_n(&s->ident, __ATOMIC_RELAXED), 1);
-        replaced = mg__start_worker_locked(w) == 0;
+        /* A replacement keeps the pool's capacity; a pool shut down with
+         * nothing queued needs none (at exit it would only be waited for). */
+        int64_t queued, running;
+        int shutdown, broken;
+        mg__pool_stats(w->q, &queued, &running, &shutdown, &broken);
+        if ((shutdown && queued == 0) || broken)
+            replaced = 2;
+        else
+            replaced = mg__start_worker_locked(w) == 0;
     }
     mg__mutex_unlock(&w->mu);
     if (i < 0)
         Py_RETURN_NONE;
-    return PyBool_FromLong(replaced);
+    return PyLong_FromLong(replaced);
 }
 

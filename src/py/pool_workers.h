@@ -11,10 +11,12 @@
 #include "core/sync.h"
 #include "core/waits.h"
 
-/* One worker thread.  Replacements for abandoned workers take new slots. */
+/* One worker thread (detached: joining is waiting for `exited` on
+ * workers_t.changed).  Replacements for abandoned workers take new slots. */
 typedef struct {
-    pthread_t thread;           /* guarded by workers_t.mu */
-    int abandoned;              /* guarded by workers_t.mu: detached, not joined */
+    int exited;                 /* guarded by workers_t.mu: its interpreter is ended and
+                                 * the thread will not touch Python again */
+    int abandoned;              /* guarded by workers_t.mu: given up on, never waited for */
     int64_t interp_id;          /* atomic: the worker's interpreter, or -1 */
     unsigned long ident;        /* atomic: the worker thread's ident */
     uint64_t seq;               /* atomic: the task it runs */
@@ -39,8 +41,8 @@ typedef struct {
     int64_t max_tasks;          /* immutable; 0 = unlimited */
     char name[16];              /* immutable: worker thread name (OS limit: 15 chars) */
     mg__mutex_t mu;
+    mg__cond_t changed;         /* with mu: a worker exited or was abandoned */
     mg__buf_t broken_info;      /* guarded by mu: why the pool broke */
-    int joined;                 /* guarded by mu */
     int refs;                   /* atomic */
 } workers_t;
 
