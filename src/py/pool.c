@@ -288,6 +288,9 @@ worker_main(void *varg)
                 end_interpreter(ts, interp_id);
             break;
         }
+        mg__mutex_lock(&w->mu);
+        s->rec = rec;
+        mg__mutex_unlock(&w->mu);
         __atomic_store_n(&s->ident, PyThread_get_thread_ident(), __ATOMIC_RELAXED);
         __atomic_store_n(&s->interp_id, interp_id, __ATOMIC_RELEASE);
         int64_t served = 0;
@@ -305,8 +308,14 @@ worker_main(void *varg)
             abandoned = s->abandoned;
             mg__mutex_unlock(&w->mu);
             if (abandoned) {
-                mg__stuck_note(interp_id, 0, 0);
-                break;              /* a replacement serves in our place */
+                /* A replacement serves in our place.  Our task came back:
+                 * end our interpreter ourselves -- unless exit has taken
+                 * it over (the rule in pool_limits.c). */
+                if (!mg__stuck_claim(interp_id)) {
+                    PyEval_SaveThread();
+                    mg__stuck_block_forever();
+                }
+                break;
             }
             if (w->max_tasks > 0 && ++served >= w->max_tasks) {
                 again = 1;          /* recycle: a fresh interpreter */
@@ -315,6 +324,8 @@ worker_main(void *varg)
         }
         __atomic_store_n(&s->interp_id, -1, __ATOMIC_RELEASE);
         end_registered(ts, interp_id, rec);
+        if (abandoned)
+            mg__stuck_done(interp_id);
     }
     /* Done with Python for good: joiners may go on (and the process may
      * finalize); what is left of this thread touches only our memory. */

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include "py/compat.h"
 #include "core/buf.h"
+#include "core/registry.h"
 #include "core/pool.h"
 #include "core/sync.h"
 #include "core/waits.h"
@@ -25,6 +26,7 @@ typedef struct {
     int interrupted;            /* atomic: MG__IRQ_* asked for task seq */
     mg__task_t *task;           /* guarded by workers_t.mu: the task it runs, or NULL */
     mg__wait_t *run;            /* guarded by workers_t.mu: its activity record, or NULL */
+    mg__interp_t *rec;          /* guarded by workers_t.mu: its interpreter's registry pin */
 } slot_t;
 
 enum { MG__IRQ_TIMEOUT = 1, MG__IRQ_CANCEL = 2 };
@@ -58,9 +60,20 @@ void mg__workers_decref(workers_t *w);
  * slots or threads. */
 int mg__start_worker_locked(workers_t *w);
 
-/* Remember (add) or forget the interpreter of an abandoned worker that is
- * still stuck, and its thread; see _end_abandoned. */
-void mg__stuck_note(int64_t id, unsigned long ident, int add);
+/* (pool_limits.c; the rule at its top says who ends what.)  Remember the
+ * interpreter of an abandoned worker (w->mu held): its thread and its
+ * registry pin. */
+void mg__stuck_add(int64_t id, unsigned long ident, mg__interp_t *rec);
+
+/* The abandoned worker of interpreter id, its task returned (GIL held):
+ * 1 if it may end its interpreter itself (then call mg__stuck_done after),
+ * 0 if exit has taken the interpreter over: then release the GIL and call
+ * mg__stuck_block_forever, touching nothing else. */
+int mg__stuck_claim(int64_t id);
+void mg__stuck_done(int64_t id);
+
+/* Block the calling thread for ever (it holds no GIL). */
+void mg__stuck_block_forever(void);
 
 /* _Pool.running(), .interrupt(seq, cancel), .abandon(seq) (pool_limits.c). */
 PyObject *mg__pool_running(PyObject *op, PyObject *unused);
