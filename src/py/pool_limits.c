@@ -235,7 +235,15 @@ end_stuck(int64_t id)
     mg__interp_t *rec;
     void *own, **others = NULL;
     size_t nothers = 0;
-    int rc = mg__registry_begin_close(id, &rec, &own, &others, &nothers);
+    int rc;
+    /* A thread may be inside for a moment (an interrupt, a stack dump for
+     * the abandonment's report): let it leave. */
+    int64_t until = mg__monotonic_ns() + 5000 * 1000 * 1000LL;
+    while ((rc = mg__registry_begin_close(id, &rec, &own, &others, &nothers)) == MG_ERUNNING
+           && mg__monotonic_ns() < until) {
+        struct timespec pause = {0, 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
     if (rc)
         return rc;
     PyInterpreterState *interp = mg__registry_py_interp(rec);
