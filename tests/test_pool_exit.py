@@ -108,10 +108,9 @@ def test_garbage_pool_shut_down_without_wait_runs_its_tasks(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     proc, elapsed = run_timed(tmp_path, """
-        import gc, sys
+        import gc, os, sys
         import manygil
-        import os
-from helpers import pool_funcs as pf
+        from helpers import pool_funcs as pf
         def go():
             p = manygil.InterpreterPoolExecutor(2)
             for i in range(4):

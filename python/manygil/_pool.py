@@ -35,6 +35,9 @@ _BROKEN = -19                     # MG_EBROKEN
 _CHUNK_TARGET_NS = 2_000_000
 _MAX_CHUNK = 1024
 _WINDOW_PER_WORKER = 4
+# shutdown(wait=True) (and exit) waits this long for on_hang to take the
+# pool's last reports.
+_REPORT_FLUSH_TIMEOUT = 2.0
 
 
 class BrokenInterpreterPool(BrokenExecutor):
@@ -429,8 +432,17 @@ class InterpreterPoolExecutor(Executor):
             self._core.shutdown(cancel_futures)
         if wait:
             self._core.join()
-            if threading.current_thread() is not self._collector:
+            me = threading.current_thread()
+            if me is not self._collector:
                 self._collector.join()
+            # The monitor's last reports (an abandonment at exit) are made
+            # once the collector is gone; then they are handed out, waiting
+            # a little for a callback, never for ever.
+            monitor = self._monitor
+            if monitor is not None and monitor is not me:
+                monitor.join()
+            if self._reporter is not None:
+                self._reporter.close(wait=_REPORT_FLUSH_TIMEOUT)
             # Joined: nothing left for exit to wait for.  (Without wait the
             # pool stays listed, and exit joins it: see _shutdown_all.)
             _live_pools.discard(self)

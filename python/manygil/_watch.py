@@ -220,11 +220,14 @@ class Reporter:
                 self._queue.append(report)
                 self._cond.notify()
 
-    def close(self) -> None:
-        """Deliver what is queued, then end the thread; never waits for it."""
+    def close(self, wait: float = 0.0) -> None:
+        """Deliver what is queued, then end the thread.  Waits at most
+        ``wait`` seconds for that (a callback may block for ever)."""
         with self._cond:
             self._closed = True
             self._cond.notify()
+        if wait > 0 and self._thread is not threading.current_thread():
+            self._thread.join(wait)
 
     def _run(self) -> None:
         while True:
