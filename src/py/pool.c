@@ -262,6 +262,8 @@ worker_main(void *varg)
     workers_t *w = arg->w;
     slot_t *s = &w->slots[arg->slot];
     free(arg);
+    if (w->name[0])
+        pthread_setname_np(pthread_self(), w->name);
     PyInterpreterConfig config = mg__isolated_config();
     int again = 1;
     while (again) {
@@ -353,9 +355,7 @@ mg__start_worker_locked(workers_t *w)
     memset(s, 0, sizeof *s);
     s->interp_id = -1;
     __atomic_add_fetch(&w->refs, 1, __ATOMIC_RELAXED);
-    /* Detached: nobody joins a worker's thread (an abandoned one may never
-     * end); joiners wait for its `exited` instead. */
-    if (mg__spawn_detached(worker_main, arg, 0, w->name[0] ? w->name : NULL) != 0) {
+    if (pthread_create(&s->thread, NULL, worker_main, arg) != 0) {
         __atomic_sub_fetch(&w->refs, 1, __ATOMIC_RELAXED);
         free(arg);
         return -1;
@@ -385,13 +385,29 @@ join_workers(workers_t *w, int64_t deadline_ns)
 {
     mg__mutex_lock(&w->mu);
     int done;
-    while (!(done = all_exited_locked(w))) {
+    for (;;) {
+        done = all_exited_locked(w);
+        /* Reap the exited threads (never an abandoned, detached one), so
+         * that none of the pool's threads is left when join returns. */
+        for (int i = 0; i < w->nstarted; i++) {
+            slot_t *s = &w->slots[i];
+            if (s->exited && !s->reaped && !s->abandoned) {
+                s->reaped = 1;
+                pthread_t t = s->thread;
+                mg__mutex_unlock(&w->mu);
+                pthread_join(t, NULL);
+                mg__mutex_lock(&w->mu);
+            }
+        }
+        if (done)
+            break;
         if (deadline_ns < 0)
             mg__cond_wait(&w->changed, &w->mu);
         else if (mg__cond_timedwait(&w->changed, &w->mu, deadline_ns)) {
-            done = all_exited_locked(w);
-            break;
+            deadline_ns = 0;        /* one last look */
         }
+        if (deadline_ns == 0 && !all_exited_locked(w))
+            break;
     }
     mg__mutex_unlock(&w->mu);
     return done;

@@ -471,6 +471,7 @@ mg__pool_abandon_task(PyObject *op, PyObject *arg)
     if (i >= 0) {
         slot_t *s = &w->slots[i];
         s->abandoned = 1;
+        pthread_detach(s->thread);              /* never joined (not yet exited) */
         mg__cond_broadcast(&w->changed);        /* joiners stop waiting for it */
         mg__pool_abandon(w->q, s->task);
         if (s->run != NULL)

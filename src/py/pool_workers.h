@@ -12,12 +12,16 @@
 #include "core/sync.h"
 #include "core/waits.h"
 
-/* One worker thread (detached: joining is waiting for `exited` on
- * workers_t.changed).  Replacements for abandoned workers take new slots. */
+/* One worker thread.  Joining waits on workers_t.changed for `exited`
+ * (or `abandoned`), then reaps exited threads with pthread_join (quick: they
+ * are returning).  Replacements for abandoned workers take new slots. */
 typedef struct {
+    pthread_t thread;           /* guarded by workers_t.mu */
     int exited;                 /* guarded by workers_t.mu: its interpreter is ended and
                                  * the thread will not touch Python again */
-    int abandoned;              /* guarded by workers_t.mu: given up on, never waited for */
+    int reaped;                 /* guarded by workers_t.mu: pthread_join taken on by a joiner */
+    int abandoned;              /* guarded by workers_t.mu: given up on and detached, never
+                                 * waited for */
     int64_t interp_id;          /* atomic: the worker's interpreter, or -1 */
     unsigned long ident;        /* atomic: the worker thread's ident */
     uint64_t seq;               /* atomic: the task it runs */
