@@ -10,6 +10,13 @@
  * The _Pool object (in the creating interpreter) submits encoded tasks and
  * collects finished ones; turning them into futures is Python's job
  * (manygil/_pool.py).
+ *
+ * Who may end a worker, its interpreter and its thread state, and when
+ * (joining, exit, abandoned workers): the rule at the top of
+ * pool_limits.c.  In short: a worker ends its own interpreter on its own
+ * thread, then marks its slot `exited`; joiners wait for that (never for
+ * an abandoned worker); at exit every pool is joined before the main
+ * interpreter finalizes.
  */
 #include "manygil.h"
 #include "py/compat.h"
