@@ -35,6 +35,9 @@ _BROKEN = -19                     # MG_EBROKEN
 _CHUNK_TARGET_NS = 2_000_000
 _MAX_CHUNK = 1024
 _WINDOW_PER_WORKER = 4
+# shutdown(wait=True) (and exit) waits this long for on_hang to take the
+# pool's last reports.
+_REPORT_FLUSH_TIMEOUT = 2.0
 
 
 class BrokenInterpreterPool(BrokenExecutor):
@@ -168,6 +171,7 @@ class InterpreterPoolExecutor(Executor):
         self._interrupted: dict[int, tuple[float, str]] = {}   # seq -> (when, why)
         self._warned: set[int] = set()
         self._monitor: threading.Thread | None = None
+        self._reporter: _watch.Reporter | None = None
         self._monitor_lock = threading.Lock()
         if max_workers is None:
             max_workers = _default_workers()
@@ -177,6 +181,8 @@ class InterpreterPoolExecutor(Executor):
             raise ValueError("max_workers must be greater than 0")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
+        if not isinstance(initargs, (tuple, list)):
+            raise TypeError(f"initargs must be a tuple, not {type(initargs).__name__}")
         if max_tasks_per_worker is not None:
             if not isinstance(max_tasks_per_worker, int) or max_tasks_per_worker <= 0:
                 raise ValueError("max_tasks_per_worker must be a positive int")
@@ -201,8 +207,13 @@ class InterpreterPoolExecutor(Executor):
     def _start_monitor(self) -> None:
         with self._monitor_lock:
             if self._monitor is None:
+                name = self._collector.name[:-10]
+                # Reports go out on their own thread: an on_hang that blocks
+                # must not stop the monitor from timing out and abandoning
+                # (exit waits for that).
+                self._reporter = _watch.Reporter(self._on_hang, f"{name}-reports")
                 self._monitor = threading.Thread(target=self._monitor_loop, daemon=True,
-                                                 name=f"{self._collector.name[:-10]}-monitor")
+                                                 name=f"{name}-monitor")
                 self._monitor.start()
 
     def _note_interrupt(self, seq: int, why: str) -> None:
@@ -213,12 +224,16 @@ class InterpreterPoolExecutor(Executor):
         limits = [x for x in (self._task_timeout, self._warn_after, self._grace) if x]
         interval = min(0.05, min(limits) / 5)
         stop = self._collector
-        while stop.is_alive():
-            time.sleep(interval)
-            try:
-                self._monitor_once()
-            except Exception:               # noqa: BLE001 - keep watching
-                _watch.log.exception("manygil: pool monitor failed")
+        try:
+            while stop.is_alive():
+                time.sleep(interval)
+                try:
+                    self._monitor_once()
+                except Exception:               # noqa: BLE001 - keep watching
+                    _watch.log.exception("manygil: pool monitor failed")
+        finally:
+            assert self._reporter is not None
+            self._reporter.close()
 
     def _monitor_once(self) -> None:
         now_ns = time.monotonic_ns()
@@ -234,10 +249,10 @@ class InterpreterPoolExecutor(Executor):
                     self._interrupted[seq] = (now, "timeout")
             if self._warn_after is not None and elapsed > self._warn_after and seq not in self._warned:
                 self._warned.add(seq)
-                _watch.deliver(_watch.make_report(
+                self._report(_watch.make_report(
                     "task", interp_id, ident, elapsed,
                     f"no progress: pool task {seq} runs in interpreter {interp_id} "
-                    f"for {elapsed:.1f} s"), self._on_hang)
+                    f"for {elapsed:.1f} s"))
             irq = self._interrupted.get(seq)
             if irq is not None and now - irq[0] > self._grace:
                 self._abandon(seq, interp_id, ident, elapsed, irq[1])
@@ -254,14 +269,24 @@ class InterpreterPoolExecutor(Executor):
         if fut is not None and why == "timeout":
             _resolve(fut, _TIMEDOUT, None, self._broken_error, self._task_timeout)
         what = "timed out" if why == "timeout" else "cancelled"
-        outcome = ("was abandoned and replaced by a new worker" if replaced else
-                   "was abandoned; no replacement could start (out of worker slots or threads)")
+        outcome = {
+            1: "was abandoned and replaced by a new worker",
+            0: "was abandoned; no replacement could start (out of worker slots or threads)",
+        }.get(replaced, "was abandoned (no replacement needed: the pool is shut down with "
+                        "nothing queued)")
         report = _watch.make_report(
             "abandoned", interp_id, ident, elapsed,
             f"pool task {seq} was {what} but did not stop within interrupt_grace={self._grace:g} s "
             f"(it is stuck in code that never returns to Python); its worker "
             f"(interpreter {interp_id}, thread {ident:#x}) {outcome}")
-        _watch.deliver(report, self._on_hang)
+        self._report(report)
+
+    def _report(self, report: _watch.HangReport) -> None:
+        reporter = self._reporter
+        if reporter is not None:
+            reporter.put(report)
+        else:
+            _watch.deliver(report, self._on_hang)
 
     # ---- results --------------------------------------------------------
 
@@ -391,7 +416,12 @@ class InterpreterPoolExecutor(Executor):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Refuse new tasks; with ``cancel_futures`` cancel the queued ones;
-        with ``wait`` return when the workers have finished and exited."""
+        with ``wait`` return when the workers have finished and exited.
+
+        Without ``wait`` the queued tasks still run: at exit the process
+        waits for them (as ``ThreadPoolExecutor`` does), bounded for a task
+        stuck past ``task_timeout`` by ``interrupt_grace`` (its worker is
+        abandoned, never waited for)."""
         with self._shutdown_lock:
             self._shutdown = True
             if cancel_futures:
@@ -402,9 +432,20 @@ class InterpreterPoolExecutor(Executor):
             self._core.shutdown(cancel_futures)
         if wait:
             self._core.join()
-            if threading.current_thread() is not self._collector:
+            me = threading.current_thread()
+            if me is not self._collector:
                 self._collector.join()
-        _live_pools.discard(self)
+            # The monitor's last reports (an abandonment at exit) are made
+            # once the collector is gone; then they are handed out, waiting
+            # a little for a callback, never for ever.
+            monitor = self._monitor
+            if monitor is not None and monitor is not me:
+                monitor.join()
+            if self._reporter is not None:
+                self._reporter.close(wait=_REPORT_FLUSH_TIMEOUT)
+            # Joined: nothing left for exit to wait for.  (Without wait the
+            # pool stays listed, and exit joins it: see _shutdown_all.)
+            _live_pools.discard(self)
 
 
 class _ChunkFuture(_TaskFuture):
@@ -441,7 +482,12 @@ _default_lock = threading.Lock()
 
 
 def _shutdown_all() -> None:
-    """At exit (before threads are joined): finish and close every pool."""
+    """At exit, before threads are joined (threading._register_atexit):
+    shut down every pool not yet joined -- also those shut down without
+    waiting -- and wait for its workers to run what is queued and end their
+    interpreters.  No worker may still be creating, running or ending an
+    interpreter when the main interpreter finalizes.  Abandoned workers are
+    not waited for (see src/py/pool_limits.c)."""
     for pool in list(_live_pools):
         pool.shutdown(wait=True)
     _default_pools.clear()

@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 import time
+from collections import deque
 from typing import Any, Callable, Iterable, TextIO
 
 from . import _core
@@ -95,7 +96,10 @@ def _stacks_of(interp_id: int) -> str:
                 got.append(e)
 
         t = threading.Thread(target=read, name="manygil-stacks", daemon=True)
-        t.start()
+        try:
+            t.start()
+        except RuntimeError:                # no new threads at interpreter exit
+            return "  (no stacks: the process is exiting)"
         t.join(DUMP_GIL_TIMEOUT)
         if not got:
             return (f"  (no stacks: a thread kept the interpreter's GIL for "
@@ -192,6 +196,50 @@ def deliver(report: HangReport, on_hang: Callable[[HangReport], Any] | None) -> 
         log.exception("manygil: on_hang callback failed")
 
 
+class Reporter:
+    """Hands reports to ``on_hang`` (or the log) on a daemon thread of its
+    own, in order.  A callback that blocks holds up only later reports:
+    never the checks of a watchdog or a pool's monitor (so tasks are still
+    timed out and abandoned), ``Watchdog.stop()``, or the process's exit.
+
+    The thread starts with the reporter: threads cannot be started once the
+    interpreter is exiting, when a pool's last reports are made."""
+
+    def __init__(self, on_hang: Callable[[HangReport], Any] | None, name: str) -> None:
+        self._on_hang = on_hang
+        self._cond = threading.Condition()
+        self._queue: deque[HangReport] = deque()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, report: HangReport) -> None:
+        """Queue a report (dropped once closed)."""
+        with self._cond:
+            if not self._closed:
+                self._queue.append(report)
+                self._cond.notify()
+
+    def close(self, wait: float = 0.0) -> None:
+        """Deliver what is queued, then end the thread.  Waits at most
+        ``wait`` seconds for that (a callback may block for ever)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if wait > 0 and self._thread is not threading.current_thread():
+            self._thread.join(wait)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                report = self._queue.popleft()
+            deliver(report, self._on_hang)
+
+
 def check_number(name: str, value: Any, *, allow_none: bool = False) -> float | None:
     """A positive number (or None when allowed); ValueError/TypeError else."""
     if value is None and allow_none:
@@ -217,6 +265,9 @@ class Watchdog:
         self.on_hang = on_hang
         self._stop = threading.Event()
         self._reported: set[tuple] = set()
+        # Callbacks run on the reporter's thread: one that blocks cannot
+        # stall the checks or stop().
+        self._reporter = Reporter(on_hang, "manygil-watchdog-reports")
         self._thread = threading.Thread(target=self._run, name="manygil-watchdog", daemon=True)
         self._thread.start()
 
@@ -224,12 +275,16 @@ class Watchdog:
         interval = min(max(self.warn_after / 4, 0.02), 0.5)
         while not self._stop.wait(interval):
             try:
-                self.check()
+                self._check(self._reporter.put, background=True)
             except Exception:           # noqa: BLE001 - the watchdog must survive
                 log.exception("manygil: watchdog check failed")
 
     def check(self) -> None:
-        """Look once and report what is new and overdue."""
+        """Look once and report what is new and overdue (the callback runs
+        in the calling thread)."""
+        self._check(lambda report: deliver(report, self.on_hang), background=False)
+
+    def _check(self, report_to: Callable[[HangReport], Any], background: bool) -> None:
         activity = _core._activity()
         now = time.monotonic_ns()
         limit = int(self.warn_after * 1e9)
@@ -255,15 +310,20 @@ class Watchdog:
                 continue
             self._reported.add(key)
             rkind = "wait" if kind in ("send", "recv") else what
-            deliver(make_report(rkind, interp, ident, _age(since, now),
-                                "no progress: " + _describe(rec, now), activity), self.on_hang)
+            if background and self._stop.is_set():
+                return                      # stopped: make no more reports
+            report_to(make_report(rkind, interp, ident, _age(since, now),
+                                  "no progress: " + _describe(rec, now), activity))
         self._reported &= present
 
     def stop(self) -> None:
-        """Stop watching (idempotent)."""
+        """Stop watching (idempotent).  Returns once the watching thread has
+        ended; a callback still running (or blocked) is not waited for, and
+        reports made before stop() are still delivered."""
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join()
+        self._reporter.close()
 
     def __enter__(self) -> "Watchdog":
         return self

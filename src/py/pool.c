@@ -10,6 +10,13 @@
  * The _Pool object (in the creating interpreter) submits encoded tasks and
  * collects finished ones; turning them into futures is Python's job
  * (manygil/_pool.py).
+ *
+ * Who may end a worker, its interpreter and its thread state, and when
+ * (joining, exit, abandoned workers): the rule at the top of
+ * pool_limits.c.  In short: a worker ends its own interpreter on its own
+ * thread, then marks its slot `exited`; joiners wait for that (never for
+ * an abandoned worker); at exit every pool is joined before the main
+ * interpreter finalizes.
  */
 #include "manygil.h"
 #include "py/compat.h"
@@ -32,6 +39,7 @@ mg__workers_decref(workers_t *w)
     mg__buf_free(&w->path);
     mg__buf_free(&w->init);
     mg__buf_free(&w->broken_info);
+    mg__cond_destroy(&w->changed);
     pthread_mutex_destroy(&w->mu);
     free(w->slots);
     free(w);
@@ -289,6 +297,9 @@ worker_main(void *varg)
                 end_interpreter(ts, interp_id);
             break;
         }
+        mg__mutex_lock(&w->mu);
+        s->rec = rec;
+        mg__mutex_unlock(&w->mu);
         __atomic_store_n(&s->ident, PyThread_get_thread_ident(), __ATOMIC_RELAXED);
         __atomic_store_n(&s->interp_id, interp_id, __ATOMIC_RELEASE);
         int64_t served = 0;
@@ -306,8 +317,14 @@ worker_main(void *varg)
             abandoned = s->abandoned;
             mg__mutex_unlock(&w->mu);
             if (abandoned) {
-                mg__stuck_note(interp_id, 0, 0);
-                break;              /* a replacement serves in our place */
+                /* A replacement serves in our place.  Our task came back:
+                 * end our interpreter ourselves -- unless exit has taken
+                 * it over (the rule in pool_limits.c). */
+                if (!mg__stuck_claim(interp_id)) {
+                    PyEval_SaveThread();
+                    mg__stuck_block_forever();
+                }
+                break;
             }
             if (w->max_tasks > 0 && ++served >= w->max_tasks) {
                 again = 1;          /* recycle: a fresh interpreter */
@@ -316,7 +333,15 @@ worker_main(void *varg)
         }
         __atomic_store_n(&s->interp_id, -1, __ATOMIC_RELEASE);
         end_registered(ts, interp_id, rec);
+        if (abandoned)
+            mg__stuck_done(interp_id);
     }
+    /* Done with Python for good: joiners may go on (and the process may
+     * finalize); what is left of this thread touches only our memory. */
+    mg__mutex_lock(&w->mu);
+    s->exited = 1;
+    mg__cond_broadcast(&w->changed);
+    mg__mutex_unlock(&w->mu);
     mg__workers_decref(w);
     return NULL;
 }
@@ -348,26 +373,51 @@ mg__start_worker_locked(workers_t *w)
 
 /* ---- the _Pool object -------------------------------------------------- */
 
-static void
-join_workers(workers_t *w)
+/* 1 when every worker started so far has exited or been abandoned
+ * (w->mu held). */
+static int
+all_exited_locked(workers_t *w)
+{
+    for (int i = 0; i < w->nstarted; i++)
+        if (!w->slots[i].exited && !w->slots[i].abandoned)
+            return 0;
+    return 1;
+}
+
+/* Wait (no GIL held) until every worker has exited or been abandoned, or
+ * until deadline_ns (-1: none).  Replacements started meanwhile are waited
+ * for too; an abandoned worker never is.  1 when all are done, else 0. */
+static int
+join_workers(workers_t *w, int64_t deadline_ns)
 {
     mg__mutex_lock(&w->mu);
-    int already = w->joined;
-    w->joined = 1;
-    mg__mutex_unlock(&w->mu);
-    if (already)
-        return;
-    /* Replacements may start while we join: look again until none is left. */
-    for (int i = 0;; i++) {
-        mg__mutex_lock(&w->mu);
-        int more = i < w->nstarted, skip = more && w->slots[i].abandoned;
-        pthread_t t = more ? w->slots[i].thread : 0;
-        mg__mutex_unlock(&w->mu);
-        if (!more)
+    int done;
+    for (;;) {
+        done = all_exited_locked(w);
+        /* Reap the exited threads (never an abandoned, detached one), so
+         * that none of the pool's threads is left when join returns. */
+        for (int i = 0; i < w->nstarted; i++) {
+            slot_t *s = &w->slots[i];
+            if (s->exited && !s->reaped && !s->abandoned) {
+                s->reaped = 1;
+                pthread_t t = s->thread;
+                mg__mutex_unlock(&w->mu);
+                pthread_join(t, NULL);
+                mg__mutex_lock(&w->mu);
+            }
+        }
+        if (done)
             break;
-        if (!skip)
-            pthread_join(t, NULL);
+        if (deadline_ns < 0)
+            mg__cond_wait(&w->changed, &w->mu);
+        else if (mg__cond_timedwait(&w->changed, &w->mu, deadline_ns)) {
+            deadline_ns = 0;        /* one last look */
+        }
+        if (deadline_ns == 0 && !all_exited_locked(w))
+            break;
     }
+    mg__mutex_unlock(&w->mu);
+    return done;
 }
 
 static PyObject *
@@ -394,6 +444,11 @@ pool_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
     w->max_tasks = max_tasks;
     snprintf(w->name, sizeof w->name, "%s", name);
     pthread_mutex_init(&w->mu, NULL);
+    if (mg__cond_init(&w->changed) != 0) {
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return PyErr_NoMemory();
+    }
     pool_t *self = NULL;
     /* Room for replacing abandoned workers a few times over. */
     w->cap = nworkers * 4 + 16;
@@ -443,7 +498,7 @@ pool_dealloc(PyObject *op)
          * interpreters, so that none outlives the pool unseen. */
         mg__pool_shutdown(self->w->q, 0);
         Py_BEGIN_ALLOW_THREADS
-        join_workers(self->w);
+        (void)join_workers(self->w, -1);
         Py_END_ALLOW_THREADS
         mg__workers_decref(self->w);
     }
@@ -577,15 +632,35 @@ pool_shutdown(PyObject *op, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* join(timeout=None) -> bool: wait for every worker to exit (abandoned
+ * ones excepted); False on timeout.  Ctrl-C interrupts the wait. */
 static PyObject *
-pool_join(PyObject *op, PyObject *unused)
+pool_join(PyObject *op, PyObject *args)
 {
-    (void)unused;
     workers_t *w = ((pool_t *)op)->w;
-    Py_BEGIN_ALLOW_THREADS
-    join_workers(w);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
+    PyObject *timeout = Py_None;
+    if (!PyArg_ParseTuple(args, "|O:join", &timeout))
+        return NULL;
+    int64_t deadline = -1;
+    if (timeout != Py_None) {
+        double secs = PyFloat_AsDouble(timeout);
+        if (secs == -1.0 && PyErr_Occurred())
+            return NULL;
+        deadline = mg__monotonic_ns() + (secs <= 0 ? 0 : (int64_t)(secs * 1e9));
+    }
+    for (;;) {
+        /* Wake now and then to notice signals (Ctrl-C in the main thread). */
+        int64_t slice = mg__monotonic_ns() + 100 * 1000 * 1000;
+        int last = deadline >= 0 && deadline <= slice;
+        int done;
+        Py_BEGIN_ALLOW_THREADS
+        done = join_workers(w, last ? deadline : slice);
+        Py_END_ALLOW_THREADS
+        if (done || last)
+            return PyBool_FromLong(done);
+        if (PyErr_CheckSignals() < 0)
+            return NULL;
+    }
 }
 
 static PyObject *
@@ -619,7 +694,8 @@ static PyMethodDef pool_methods[] = {
      "False if it is not running."},
     {"abandon", mg__pool_abandon_task, METH_O,
      "abandon(seq)\n--\n\nGive up on the worker running task seq and start a replacement: "
-     "None if seq is not running, else whether a replacement started."},
+     "None if seq is not running, else 1 (replaced), 0 (no replacement could start) or 2 "
+     "(none needed: the pool is shut down with nothing queued, or broken)."},
     {"submit", pool_submit, METH_VARARGS, "submit(seq, fn, args, kwargs)\n--\n\nQueue a call."},
     {"submit_map", pool_submit_map, METH_VARARGS,
      "submit_map(seq, fn, items, star)\n--\n\nQueue a chunk: fn over items."},
@@ -629,7 +705,9 @@ static PyMethodDef pool_methods[] = {
     {"cancel", pool_cancel, METH_O, "cancel(seq)\n--\n\nUnqueue a task not yet started."},
     {"shutdown", pool_shutdown, METH_O,
      "shutdown(cancel_pending)\n--\n\nRefuse new tasks; workers exit when the queue is empty."},
-    {"join", pool_join, METH_NOARGS, "join()\n--\n\nWait for the worker threads to exit."},
+    {"join", pool_join, METH_VARARGS,
+     "join(timeout=None)\n--\n\nWait for the workers to end their interpreters (abandoned "
+     "ones are never waited for); False if the timeout passed first."},
     {"stats", pool_stats, METH_NOARGS, "stats()\n--\n\nQueue counters."},
     {"broken_info", pool_broken_info, METH_NOARGS,
      "broken_info()\n--\n\nException info of the failure that broke the pool, or None."},

@@ -1,8 +1,61 @@
 /* pool_limits.c -- time limits for pool tasks: which task each worker
  * runs, interrupting a running task inside its worker, and giving up on a
- * worker stuck in C code (abandoned: detached, its task no longer counted,
- * a replacement started in a new slot).  The policy (when to interrupt,
- * when to abandon, what to report) is Python's (manygil/_pool.py).
+ * worker stuck in C code (abandoned: its task no longer counted, a
+ * replacement started in a new slot, never waited for).  The policy (when
+ * to interrupt, when to abandon, what to report) is Python's
+ * (manygil/_pool.py).
+ *
+ * ---- Who may end a worker, its interpreter and its thread state --------
+ *
+ * CPython's rule: a thread state is deleted -- by PyThreadState_Delete, or
+ * by Py_EndInterpreter's sweep of its interpreter's thread list -- and
+ * attached only on a thread whose "gilstate" slot (the per-thread TSS
+ * pointer PyGILState_GetThisThreadState reads) holds it, or when it is
+ * bound to no thread's slot.  Attaching a thread state binds it to the
+ * attaching thread's slot (unbinding the one there before).  A worker's
+ * thread state T is the last one its thread attached, so it stays bound to
+ * the worker's thread for as long as that thread lives; debug builds check
+ * this (pystate.c unbind_gilstate_tstate / tstate_activate asserts).
+ *
+ *  1. A worker ends its own interpreter (Py_EndInterpreter on its own
+ *     thread, T current) when the queue is shut down and empty, when the
+ *     pool breaks, to recycle (max_tasks), or -- if abandoned -- when its
+ *     stuck task returns, unless exit has taken its interpreter over (4.).
+ *     Then it marks its slot `exited` (pool.c) and never touches Python
+ *     again.  Nobody else ends a live worker's interpreter.
+ *  2. Joining a pool (shutdown(wait=True), exit, dealloc) waits for every
+ *     worker to be `exited` or abandoned; it never waits for an abandoned
+ *     one.  At exit every pool not yet joined is joined (_pool.py
+ *     _shutdown_all, before Python joins its threads): no worker may still
+ *     be creating, running or ending an interpreter when the main
+ *     interpreter finalizes.  Queued tasks run first (as the stdlib's
+ *     ThreadPoolExecutor); a task past its task_timeout is abandoned after
+ *     interrupt_grace, so exit waits at most about that long for it.
+ *  3. An abandoned worker still stuck at exit (_end_abandoned, in the main
+ *     thread, after every pool was joined) is asked to park: a profile and
+ *     trace hook installed in its interpreter catches its thread at its
+ *     next Python event.  There, on its own thread, it lets the
+ *     interpreter's GIL go, drops its registry pin, and attaches (then
+ *     releases) a fresh thread state of the main interpreter -- which
+ *     unbinds T from its slot -- and blocks for ever.  T is then bound to no
+ *     thread, so the main thread may clear and delete it and end the
+ *     interpreter.  The parked thread's main-interpreter thread state is
+ *     swept by Py_Finalize like a daemon thread's.
+ *  4. A worker that never reaches the hook (stuck in C: time.sleep, a
+ *     blocking read) cannot unbind T, and no CPython API can end its
+ *     interpreter while T exists.  After the park wait the main thread
+ *     takes the interpreter over (TAKEN: the worker, should its call
+ *     return, releases the GIL and blocks for ever, touching nothing) and
+ *     ends it, deleting T from the main thread -- what CPython 3.13+'s own
+ *     finalization (finalize_subinterpreters) would do to it, and the one
+ *     place this breaks the rule above (debug builds assert there).
+ *     Leaving it would abort 3.12 ("remaining subinterpreters") and make
+ *     3.13 warn.
+ *  5. A worker stuck holding its interpreter's GIL (C code that never
+ *     releases it) cannot be parked or taken over: nobody can enter its
+ *     interpreter.  It is left alone.
+ *
+ * Lock order: workers_t.mu, then stuck.mu.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -13,68 +66,155 @@
 #include "py/interp.h"
 #include "py/pool_workers.h"
 #include "py/state.h"
+#include "core/channel.h"
 
-/* ---- interrupting and abandoning running tasks -------------------------- */
+/* ---- abandoned workers still stuck ---------------------------------------- */
 
-/* Interpreters of abandoned workers still stuck, with their threads
- * (process-global). */
+enum {
+    STUCK_WAITING = 0,          /* abandoned, its task still running */
+    STUCK_SELF,                 /* its task returned: it ends its interpreter itself */
+    STUCK_PARKING,              /* caught by the hook, leaving its interpreter */
+    STUCK_PARKED,               /* blocked for ever, its thread state unbound */
+    STUCK_TAKEN,                /* exit owns its interpreter; the worker touches nothing */
+};
+
 #define MAX_STUCK 256
+typedef struct {
+    int64_t id;                 /* its interpreter */
+    unsigned long ident;        /* its thread */
+    mg__interp_t *rec;          /* the worker's registry pin, until dropped */
+    int state;                  /* STUCK_* */
+} stuck_t;
+
+/* Interpreters of abandoned workers still stuck (process-global). */
 static struct {
     mg__mutex_t mu;
-    int64_t ids[MAX_STUCK];     /* guarded by mu */
-    unsigned long idents[MAX_STUCK];    /* guarded by mu */
+    pthread_cond_t changed;     /* with mu: an entry changed state or went */
+    stuck_t ents[MAX_STUCK];    /* guarded by mu */
     int n;                      /* guarded by mu */
-} stuck = { .mu = MG__MUTEX_INIT };
+} stuck = { .mu = MG__MUTEX_INIT, .changed = PTHREAD_COND_INITIALIZER };
+
+/* stuck.mu held. */
+static stuck_t *
+find_locked(int64_t id)
+{
+    for (int i = 0; i < stuck.n; i++)
+        if (stuck.ents[i].id == id)
+            return &stuck.ents[i];
+    return NULL;
+}
+
+/* stuck.mu held. */
+static void
+forget_locked(stuck_t *e)
+{
+    *e = stuck.ents[--stuck.n];
+    pthread_cond_broadcast(&stuck.changed);
+}
+
+/* Wait on stuck.changed (stuck.mu held) for at most slice_ns (the
+ * condition uses the realtime clock: callers re-check their own deadline). */
+static void
+wait_changed_locked(int64_t slice_ns)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ns = ts.tv_nsec + slice_ns;
+    ts.tv_sec += ns / 1000000000LL;
+    ts.tv_nsec = ns % 1000000000LL;
+    pthread_cond_timedwait(&stuck.changed, &stuck.mu, &ts);
+}
 
 void
-mg__stuck_note(int64_t id, unsigned long ident, int add)
+mg__stuck_add(int64_t id, unsigned long ident, mg__interp_t *rec)
 {
     mg__mutex_lock(&stuck.mu);
-    if (add && stuck.n < MAX_STUCK) {
-        stuck.ids[stuck.n] = id;
-        stuck.idents[stuck.n++] = ident;
-    }
-    else if (!add) {
-        for (int i = 0; i < stuck.n; i++)
-            if (stuck.ids[i] == id) {
-                stuck.n--;
-                stuck.ids[i] = stuck.ids[stuck.n];
-                stuck.idents[i] = stuck.idents[stuck.n];
-                break;
-            }
-    }
+    if (stuck.n < MAX_STUCK && id >= 0)
+        stuck.ents[stuck.n++] = (stuck_t){id, ident, rec, STUCK_WAITING};
     mg__mutex_unlock(&stuck.mu);
 }
 
-/* ---- parking a stuck thread at exit --------------------------------------
- * A stuck worker still running Python code (it swallows every interrupt)
- * cannot have its interpreter ended under it.  Before ending it, we install
- * a profile and a trace function in that interpreter: at the thread's next
- * call, C call or line it lets its GIL go and waits for ever on a condition
- * nobody signals, never touching the interpreter again.  (A thread stuck in
- * C code meets it only when that code returns.) */
+int
+mg__stuck_claim(int64_t id)
+{
+    mg__mutex_lock(&stuck.mu);
+    stuck_t *e = find_locked(id);
+    int mine = e == NULL || e->state == STUCK_WAITING;
+    if (e != NULL && mine) {
+        e->state = STUCK_SELF;
+        pthread_cond_broadcast(&stuck.changed);
+    }
+    mg__mutex_unlock(&stuck.mu);
+    return mine;
+}
 
-static mg__mutex_t park_mu = MG__MUTEX_INIT;
-static pthread_cond_t park_cond = PTHREAD_COND_INITIALIZER;
-static unsigned long park_ident;        /* guarded by park_mu: the thread to park */
-static int parked;                      /* guarded by park_mu */
+void
+mg__stuck_done(int64_t id)
+{
+    mg__mutex_lock(&stuck.mu);
+    stuck_t *e = find_locked(id);
+    if (e != NULL)
+        forget_locked(e);
+    mg__mutex_unlock(&stuck.mu);
+}
+
+void
+mg__stuck_block_forever(void)
+{
+    mg__mutex_lock(&stuck.mu);
+    for (;;)
+        pthread_cond_wait(&stuck.changed, &stuck.mu);
+}
+
+/* ---- parking a stuck thread at exit ---------------------------------------
+ * Rule 3 above: installed in every stuck interpreter by _end_abandoned, the
+ * hook runs on each Python event of each thread there; it acts only on the
+ * thread of a WAITING entry. */
 
 static int
 park_fn(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
 {
     (void)obj; (void)frame; (void)what; (void)arg;
     unsigned long me = PyThread_get_thread_ident();
-    mg__mutex_lock(&park_mu);
-    int mine = park_ident != 0 && me == park_ident;
-    mg__mutex_unlock(&park_mu);
+    PyInterpreterState *here = PyInterpreterState_Get();
+    int64_t here_id = PyInterpreterState_GetID(here);
+    mg__mutex_lock(&stuck.mu);
+    stuck_t *e = find_locked(here_id);
+    int mine = e != NULL && e->ident == me && e->state == STUCK_WAITING;
+    mg__interp_t *rec = mine ? e->rec : NULL;
+    if (mine) {
+        e->state = STUCK_PARKING;
+        pthread_cond_broadcast(&stuck.changed);
+    }
+    mg__mutex_unlock(&stuck.mu);
     if (!mine)
         return 0;
-    PyEval_SaveThread();                /* no GIL from now on, for ever */
-    mg__mutex_lock(&park_mu);
-    parked = 1;
-    pthread_cond_broadcast(&park_cond);
-    for (;;)
-        pthread_cond_wait(&park_cond, &park_mu);
+    /* Leave the interpreter for good: its GIL, then its registry pin. */
+    PyThreadState *ts = PyEval_SaveThread();
+    if (rec != NULL)
+        mg__registry_leave(rec);
+    /* Attach a thread state of the main interpreter once: this thread's
+     * gilstate slot then holds it, not ts, so ts may be deleted by the
+     * thread that ends the interpreter.  (It takes the main GIL, which the
+     * main thread does not hold while it waits for us.) */
+    PyThreadState *anchor = PyThreadState_New(PyInterpreterState_Main());
+    if (anchor != NULL) {
+        PyEval_RestoreThread(anchor);
+        PyEval_SaveThread();
+    }
+    (void)ts;
+    mg__mutex_lock(&stuck.mu);
+    e = find_locked(here_id);
+    if (e != NULL) {
+        e->rec = NULL;
+        /* Without the anchor (out of memory) ts is still bound to us:
+         * ending the interpreter is then rule 4's take-over. */
+        e->state = anchor != NULL ? STUCK_PARKED : STUCK_TAKEN;
+        pthread_cond_broadcast(&stuck.changed);
+    }
+    mg__mutex_unlock(&stuck.mu);
+    mg__stuck_block_forever();
+    return 0;
 }
 
 static int
@@ -86,93 +226,126 @@ install_park(void *unused, mg__buf_t *out)
     return 0;
 }
 
-/* Park thread `ident` of interpreter `id` if it runs Python code: 1 if it
- * parked within `wait_ns`, else 0. */
+/* End interpreter `id` from the main thread (no GIL held): its worker
+ * has parked (rule 3) or the interpreter was taken over (rule 4), and its
+ * pin is gone.  0 or an MG_E* code. */
 static int
-park(int64_t id, unsigned long ident, int64_t wait_ns)
+end_stuck(int64_t id)
 {
-    mg__mutex_lock(&park_mu);
-    park_ident = ident;
-    parked = 0;
-    mg__mutex_unlock(&park_mu);
-    mg__buf_t out = MG__BUF_INIT;
-    int raised;
-    int rc = mg__interp_run(id, install_park, NULL, &out, &raised);
-    mg__buf_free(&out);
-    int done = 0;
-    if (rc == 0) {
-        int64_t deadline = mg__monotonic_ns() + wait_ns;
-        mg__mutex_lock(&park_mu);
-        while (!parked && mg__monotonic_ns() < deadline) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 5 * 1000 * 1000;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&park_cond, &park_mu, &ts);
-        }
-        done = parked;
-        mg__mutex_unlock(&park_mu);
+    mg__interp_t *rec;
+    void *own, **others = NULL;
+    size_t nothers = 0;
+    int rc;
+    /* A thread may be inside for a moment (an interrupt, a stack dump for
+     * the abandonment's report): let it leave. */
+    int64_t until = mg__monotonic_ns() + 5000 * 1000 * 1000LL;
+    while ((rc = mg__registry_begin_close(id, &rec, &own, &others, &nothers)) == MG_ERUNNING
+           && mg__monotonic_ns() < until) {
+        struct timespec pause = {0, 1000 * 1000};
+        nanosleep(&pause, NULL);
     }
-    mg__mutex_lock(&park_mu);
-    park_ident = 0;
-    mg__mutex_unlock(&park_mu);
-    return done;
+    if (rc)
+        return rc;
+    PyInterpreterState *interp = mg__registry_py_interp(rec);
+    PyThreadState *ts = own != NULL ? own : PyThreadState_New(interp);
+    if (ts == NULL) {
+        free(others);
+        return MG_ENOMEM;       /* left CLOSING: unusable, not ended */
+    }
+    mg__lifecycle_lock();
+    PyEval_RestoreThread(ts);
+    PyEval_SetProfileAllThreads(NULL, NULL);
+    PyEval_SetTraceAllThreads(NULL, NULL);
+    for (size_t i = 0; i < nothers; i++) {
+        PyThreadState_Clear(others[i]);
+        PyThreadState_Delete(others[i]);
+    }
+    free(others);
+    /* The worker's thread state, and any a thread started by its task
+     * left (Py_EndInterpreter must find ts the last one). */
+    PyThreadState *o = PyInterpreterState_ThreadHead(interp);
+    while (o != NULL) {
+        PyThreadState *next = PyThreadState_Next(o);
+        if (o != ts) {
+            PyThreadState_Clear(o);
+            PyThreadState_Delete(o);
+        }
+        o = next;
+    }
+    Py_EndInterpreter(ts);
+    mg__lifecycle_unlock();
+    mg__registry_end_close(rec);
+    mg__channels_drop_interp(id);
+    return 0;
 }
 
 PyDoc_STRVAR(end_abandoned_doc,
 "_end_abandoned()\n--\n\n"
-"At exit: end the interpreters of abandoned pool workers that are still\n"
-"stuck, as CPython 3.13 does itself, so that finalization does not abort on\n"
-"3.12.  A worker still running Python code is parked first (see park());\n"
-"one stuck in C must not return from it afterwards -- the process is about\n"
-"to end.  Returns how many were ended.");
+"At exit, after every pool was joined: end the interpreters of abandoned\n"
+"pool workers that are still stuck (see the rule at the top of\n"
+"src/py/pool_limits.c): each is parked if it runs Python code, taken over\n"
+"if it stays in C.  Returns how many were ended.");
 
 static PyObject *
 fn_end_abandoned(PyObject *mod, PyObject *unused)
 {
     (void)mod; (void)unused;
     int64_t ids[MAX_STUCK];
-    unsigned long idents[MAX_STUCK];
     mg__mutex_lock(&stuck.mu);
-    int n = stuck.n;
-    memcpy(ids, stuck.ids, (size_t)n * sizeof *ids);
-    memcpy(idents, stuck.idents, (size_t)n * sizeof *idents);
-    stuck.n = 0;
+    int n = 0;
+    for (int i = 0; i < stuck.n; i++)
+        if (stuck.ents[i].state == STUCK_WAITING)
+            ids[n++] = stuck.ents[i].id;
     mg__mutex_unlock(&stuck.mu);
     int ended = 0;
     for (int i = 0; i < n; i++) {
-        Py_BEGIN_ALLOW_THREADS
-        (void)park(ids[i], idents[i], 200 * 1000 * 1000LL);
-        Py_END_ALLOW_THREADS
-        mg__interp_t *rec;
-        void *cached;
-        if (mg__registry_enter(ids[i], &rec, &cached) != 0)
+        int64_t id = ids[i];
+        mg__buf_t out = MG__BUF_INIT;
+        int raised;
+        /* Enters the interpreter: blocks if its worker holds its GIL for
+         * ever (rule 5; nothing can be done then). */
+        int rc = mg__interp_run(id, install_park, NULL, &out, &raised);
+        mg__buf_free(&out);
+        if (rc != 0)
             continue;
-        PyInterpreterState *interp = mg__registry_py_interp(rec);
-        PyThreadState *saved = PyEval_SaveThread();
-        mg__lifecycle_lock();
-        PyThreadState *ts = PyThreadState_New(interp);
-        if (ts != NULL) {
-            PyEval_RestoreThread(ts);
-            PyEval_SetProfileAllThreads(NULL, NULL);
-            PyEval_SetTraceAllThreads(NULL, NULL);
-            PyThreadState *o = PyInterpreterState_ThreadHead(interp);
-            while (o != NULL) {
-                PyThreadState *next = PyThreadState_Next(o);
-                if (o != ts) {
-                    PyThreadState_Clear(o);
-                    PyThreadState_Delete(o);
-                }
-                o = next;
+        int end = 0;
+        Py_BEGIN_ALLOW_THREADS
+        int64_t start = mg__monotonic_ns();
+        mg__mutex_lock(&stuck.mu);
+        for (;;) {
+            stuck_t *e = find_locked(id);
+            if (e == NULL)
+                break;                  /* it ended its interpreter itself */
+            if (e->state == STUCK_TAKEN) {
+                end = 1;                /* the hook could not unbind (rule 4) */
+                break;
             }
-            Py_EndInterpreter(ts);
-            ended++;
+            int64_t waited = mg__monotonic_ns() - start;
+            if (e->state == STUCK_PARKED) {
+                end = 1;
+                forget_locked(e);
+                break;
+            }
+            if (e->state == STUCK_WAITING && waited > 200 * 1000 * 1000LL) {
+                /* Stuck in C (rule 4): take it over (the entry stays, so
+                 * that the worker finds it TAKEN); drop its pin for it. */
+                e->state = STUCK_TAKEN;
+                mg__interp_t *rec = e->rec;
+                e->rec = NULL;
+                pthread_cond_broadcast(&stuck.changed);
+                if (rec != NULL)
+                    mg__registry_leave(rec);
+                end = 1;
+                break;
+            }
+            /* PARKING (it needs only the main GIL) or SELF (it is ending
+             * its interpreter itself): wait for it. */
+            wait_changed_locked(5 * 1000 * 1000LL);
         }
-        mg__lifecycle_unlock();
-        PyEval_RestoreThread(saved);
+        mg__mutex_unlock(&stuck.mu);
+        if (end && end_stuck(id) == 0)
+            ended++;
+        Py_END_ALLOW_THREADS
     }
     return PyLong_FromLong(ended);
 }
@@ -298,17 +471,26 @@ mg__pool_abandon_task(PyObject *op, PyObject *arg)
     if (i >= 0) {
         slot_t *s = &w->slots[i];
         s->abandoned = 1;
-        pthread_detach(s->thread);
+        pthread_detach(s->thread);              /* never joined (not yet exited) */
+        mg__cond_broadcast(&w->changed);        /* joiners stop waiting for it */
         mg__pool_abandon(w->q, s->task);
         if (s->run != NULL)
             mg__waits_set_what(s->run, "abandoned task");   /* the watchdog said so */
-        mg__stuck_note(__atomic_load_n(&s->interp_id, __ATOMIC_ACQUIRE),
-                       __atomic_load_n(&s->ident, __ATOMIC_RELAXED), 1);
-        replaced = mg__start_worker_locked(w) == 0;
+        mg__stuck_add(__atomic_load_n(&s->interp_id, __ATOMIC_ACQUIRE),
+                      __atomic_load_n(&s->ident, __ATOMIC_RELAXED), s->rec);
+        /* A replacement keeps the pool's capacity; a pool shut down with
+         * nothing queued needs none (at exit it would only be waited for). */
+        int64_t queued, running;
+        int shutdown, broken;
+        mg__pool_stats(w->q, &queued, &running, &shutdown, &broken);
+        if ((shutdown && queued == 0) || broken)
+            replaced = 2;
+        else
+            replaced = mg__start_worker_locked(w) == 0;
     }
     mg__mutex_unlock(&w->mu);
     if (i < 0)
         Py_RETURN_NONE;
-    return PyBool_FromLong(replaced);
+    return PyLong_FromLong(replaced);
 }
 

@@ -7,14 +7,21 @@
 #include <pthread.h>
 #include "py/compat.h"
 #include "core/buf.h"
+#include "core/registry.h"
 #include "core/pool.h"
 #include "core/sync.h"
 #include "core/waits.h"
 
-/* One worker thread.  Replacements for abandoned workers take new slots. */
+/* One worker thread.  Joining waits on workers_t.changed for `exited`
+ * (or `abandoned`), then reaps exited threads with pthread_join (quick: they
+ * are returning).  Replacements for abandoned workers take new slots. */
 typedef struct {
     pthread_t thread;           /* guarded by workers_t.mu */
-    int abandoned;              /* guarded by workers_t.mu: detached, not joined */
+    int exited;                 /* guarded by workers_t.mu: its interpreter is ended and
+                                 * the thread will not touch Python again */
+    int reaped;                 /* guarded by workers_t.mu: pthread_join taken on by a joiner */
+    int abandoned;              /* guarded by workers_t.mu: given up on and detached, never
+                                 * waited for */
     int64_t interp_id;          /* atomic: the worker's interpreter, or -1 */
     unsigned long ident;        /* atomic: the worker thread's ident */
     uint64_t seq;               /* atomic: the task it runs */
@@ -23,6 +30,7 @@ typedef struct {
     int interrupted;            /* atomic: MG__IRQ_* asked for task seq */
     mg__task_t *task;           /* guarded by workers_t.mu: the task it runs, or NULL */
     mg__wait_t *run;            /* guarded by workers_t.mu: its activity record, or NULL */
+    mg__interp_t *rec;          /* guarded by workers_t.mu: its interpreter's registry pin */
 } slot_t;
 
 enum { MG__IRQ_TIMEOUT = 1, MG__IRQ_CANCEL = 2 };
@@ -39,8 +47,8 @@ typedef struct {
     int64_t max_tasks;          /* immutable; 0 = unlimited */
     char name[16];              /* immutable: worker thread name (OS limit: 15 chars) */
     mg__mutex_t mu;
+    mg__cond_t changed;         /* with mu: a worker exited or was abandoned */
     mg__buf_t broken_info;      /* guarded by mu: why the pool broke */
-    int joined;                 /* guarded by mu */
     int refs;                   /* atomic */
 } workers_t;
 
@@ -56,9 +64,20 @@ void mg__workers_decref(workers_t *w);
  * slots or threads. */
 int mg__start_worker_locked(workers_t *w);
 
-/* Remember (add) or forget the interpreter of an abandoned worker that is
- * still stuck, and its thread; see _end_abandoned. */
-void mg__stuck_note(int64_t id, unsigned long ident, int add);
+/* (pool_limits.c; the rule at its top says who ends what.)  Remember the
+ * interpreter of an abandoned worker (w->mu held): its thread and its
+ * registry pin. */
+void mg__stuck_add(int64_t id, unsigned long ident, mg__interp_t *rec);
+
+/* The abandoned worker of interpreter id, its task returned (GIL held):
+ * 1 if it may end its interpreter itself (then call mg__stuck_done after),
+ * 0 if exit has taken the interpreter over: then release the GIL and call
+ * mg__stuck_block_forever, touching nothing else. */
+int mg__stuck_claim(int64_t id);
+void mg__stuck_done(int64_t id);
+
+/* Block the calling thread for ever (it holds no GIL). */
+void mg__stuck_block_forever(void);
 
 /* _Pool.running(), .interrupt(seq, cancel), .abandon(seq) (pool_limits.c). */
 PyObject *mg__pool_running(PyObject *op, PyObject *unused);
