@@ -18,7 +18,7 @@ RACES = {
     # 2. task_timeout's interrupt vs the end of tasks straddling the limit.
     "task_timeout_vs_task_end": ("race_task_timeout.py", 120, 60, 90),
     # 3. Future.cancel() vs completion.
-    "cancel_vs_completion": ("race_cancel.py", 4000, 60, 90),
+    "cancel_vs_completion": ("race_cancel.py", 16000, 60, 90),
     # 4. Interpreter.close() vs calls from other threads.
     "close_vs_call": ("race_close_call.py", 100, 60, 90),
     # 5. Concurrent first calls into a fresh interpreter (main script import).

@@ -261,8 +261,9 @@ def main():
     the_op = OPS[name]()
     the_op.reps = max(1, int(the_op.reps * repeat))
     the_op.setup()
-    print("READY", flush=True)
     try:
+        # READY inside the try: the signal may come as soon as it is written.
+        print("READY", flush=True)
         t0 = time.perf_counter()
         the_op.phase()
         print(f"DONE {time.perf_counter() - t0:.4f}", flush=True)
