@@ -36,14 +36,14 @@ RUNS = reps(2)
 
 @pytest.mark.parametrize("end", sorted(ENDS))
 @pytest.mark.parametrize("case", PLAIN_CASES)
-@pytest.mark.timeout(budget(RUNS * HARD / 2 + 10))
+@pytest.mark.timeout(budget(HARD + 10))          # budget() scales it like RUNS
 def test_exit(case, end):
     run_many("exit_case.py", case, end, runs=RUNS, timeout=HARD, rc=ENDS[end],
              max_seconds=QUICK, expect_lines=("READY",), what=f"exit in state {case}, {end}")
 
 
 @pytest.mark.parametrize("end", sorted(ENDS))
-@pytest.mark.timeout(budget(RUNS * HARD / 2 + 10))
+@pytest.mark.timeout(budget(HARD + 10))          # budget() scales it like RUNS
 def test_exit_pool_shutdown_nowait_runs_queued_tasks(end, tmp_path):
     """shutdown(wait=False) with 6 queued tasks that each write a file, then
     the program ends: as with ThreadPoolExecutor, all 6 tasks run."""
@@ -68,7 +68,7 @@ ABANDON_BOUND = 0.5 + 0.5 + 4.0
 
 @pytest.mark.parametrize("case", ["pool_abandoned_worker", "pool_abandoned_worker_running"])
 @pytest.mark.parametrize("end", sorted(ENDS))
-@pytest.mark.timeout(budget(RUNS * HARD / 2 + 10))
+@pytest.mark.timeout(budget(HARD + 10))          # budget() scales it like RUNS
 def test_exit_abandoned_worker(case, end):
     """InterpreterPoolExecutor(1, task_timeout=0.5, interrupt_grace=0.5)
     .submit(time.sleep, 3600), then the program ends (right after submit, or

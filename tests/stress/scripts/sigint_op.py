@@ -13,11 +13,19 @@ Protocol with the parent (tests/stress/test_stress_sigint.py):
   checks that the interrupted setup still works (``AGAIN``), that a fresh
   interpreter works (``OK``), and prints ``END``.
 """
+import signal
 import sys
 import threading
 import time
 
-import manygil
+if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    # E.g. started from a shell's background job, which ignores SIGINT:
+    # the sweep would test nothing.  The parent resets it (preexec_fn).
+    print(f"CHILD-FAIL: SIGINT is not Python's default handler here "
+          f"({signal.getsignal(signal.SIGINT)!r})", file=sys.stderr)
+    sys.exit(1)
+
+import manygil      # noqa: E402
 from _child import (buffer_touch, echo_channel, echo_queue, fail, ident, short, spin)
 
 OPS = {}
