@@ -83,6 +83,21 @@ class _TaskFuture(Future):
         super().__init__()
         self._pool = pool
         self._seq = seq
+        self._cancel_lock = threading.Lock()
+        self._cancel_notified = False
+
+    def _cancel_and_notify(self) -> bool:
+        """Future.cancel() plus the one notification of wait() and
+        as_completed() waiters, done once even when the user's cancel() and
+        the collector's resolution of the cancelled task race (the second
+        set_running_or_notify_cancel() would raise and log CRITICAL)."""
+        with self._cancel_lock:
+            if not Future.cancel(self):
+                return False
+            if not self._cancel_notified:
+                self._cancel_notified = True
+                self.set_running_or_notify_cancel()
+            return True
 
     def result(self, timeout: float | None = None) -> Any:
         if not self.done():
@@ -113,9 +128,8 @@ class _TaskFuture(Future):
             if not running_too or not pool._core.interrupt(self._seq, True):
                 return False
             pool._note_interrupt(self._seq, "cancel")
-        if super().cancel():
-            self.set_running_or_notify_cancel()     # wakes wait() / as_completed()
-        return True
+        # Wakes wait() / as_completed(); False if it finished meanwhile.
+        return self._cancel_and_notify()
 
 
 def _resolve(fut: Future, status: int, value: Any, broken_reason: Callable[[], BaseException],
@@ -129,7 +143,9 @@ def _resolve(fut: Future, status: int, value: Any, broken_reason: Callable[[], B
         elif status == _RAISED:
             fut.set_exception(_exception_from_info(value))
         elif status == _CANCELLED:
-            if not fut.done() and Future.cancel(fut):
+            if isinstance(fut, _TaskFuture):
+                fut._cancel_and_notify()
+            elif not fut.done() and Future.cancel(fut):
                 fut.set_running_or_notify_cancel()
         elif status == _BROKEN:
             fut.set_exception(broken_reason())
