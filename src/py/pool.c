@@ -391,11 +391,11 @@ static int
 join_workers(workers_t *w, int64_t deadline_ns)
 {
     mg__mutex_lock(&w->mu);
-    int done;
+    int done = 0;
     for (;;) {
-        done = all_exited_locked(w);
         /* Reap the exited threads (never an abandoned, detached one), so
          * that none of the pool's threads is left when join returns. */
+        int reaped = 0;
         for (int i = 0; i < w->nstarted; i++) {
             slot_t *s = &w->slots[i];
             if (s->exited && !s->reaped && !s->abandoned) {
@@ -404,17 +404,18 @@ join_workers(workers_t *w, int64_t deadline_ns)
                 mg__mutex_unlock(&w->mu);
                 pthread_join(t, NULL);
                 mg__mutex_lock(&w->mu);
+                reaped = 1;
             }
         }
-        if (done)
+        if (reaped)
+            continue;       /* w->mu was dropped: a wake-up may have been missed */
+        done = all_exited_locked(w);
+        if (done || deadline_ns == 0)
             break;
         if (deadline_ns < 0)
             mg__cond_wait(&w->changed, &w->mu);
-        else if (mg__cond_timedwait(&w->changed, &w->mu, deadline_ns)) {
+        else if (mg__cond_timedwait(&w->changed, &w->mu, deadline_ns))
             deadline_ns = 0;        /* one last look */
-        }
-        if (deadline_ns == 0 && !all_exited_locked(w))
-            break;
     }
     mg__mutex_unlock(&w->mu);
     return done;
