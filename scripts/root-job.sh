@@ -22,6 +22,7 @@ case $JOB in
     export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:detect_stack_use_after_return=0"
     export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
     export MANYGIL_TIMEOUT_SCALE=${MANYGIL_TIMEOUT_SCALE:-2}
+    export MANYGIL_STRESS=${MANYGIL_STRESS:-0.5}      # the fault suite, half as many repetitions
     export PYTHONMALLOC=malloc MANYGIL_SANITIZER=address,undefined MANYGIL_CTEST_SANITIZE=address,undefined
     log=$REPO/.test-logs/$JOB.log
     mkdir -p "$REPO/.test-logs"
@@ -34,6 +35,7 @@ case $JOB in
     exit "$rc" ;;
   *-dbg)
     export MANYGIL_TIMEOUT_SCALE=${MANYGIL_TIMEOUT_SCALE:-3}
+    export MANYGIL_STRESS=${MANYGIL_STRESS:-0.5}
     exec "$REPO/scripts/run-suite.sh" "$JOB" "$vpy" "$@" ;;
   *)
     exec "$REPO/scripts/run-suite.sh" "$JOB" "$vpy" "$@" ;;
