@@ -11,7 +11,7 @@ import pytest
 import manygil
 from helpers import wd_funcs as wf
 from helpers.pool_util import make_pool
-from helpers.proc import describe, run_script
+from helpers.proc import TIMEOUT_SCALE, describe, run_script, xfail_known_debug_exit_assert
 from helpers.wd_util import call_in_thread, exec_in_thread, remote_type_name, wait_for
 
 # A pure-Python loop with a safety net (20 s), for tests where the point is
@@ -246,7 +246,8 @@ def test_abandoned_worker_whose_task_returns_later_is_ended():
                    on_hang=lambda r: None) as pool:
         old_id = pool.submit(wf.wd_interp_id).result(30)
         assert old_id in [i.id for i in manygil.list_all()]
-        fut = pool.submit(wf.wd_stuck_in_here, 2.0)
+        # Stuck longer than task_timeout + interrupt_grace (both scaled).
+        fut = pool.submit(wf.wd_stuck_in_here, 2.0 * TIMEOUT_SCALE)
         with pytest.raises(manygil.TaskTimeout):
             fut.result(30)
         new_id = pool.submit(wf.wd_interp_id).result(30)
@@ -290,6 +291,8 @@ print("END", flush=True)
 def test_process_exits_cleanly_with_abandoned_worker(tmp_path, which, shutdown):
     args = (which, "shutdown") if shutdown else (which,)
     proc = run_script(tmp_path, EXIT_WITH_ABANDONED, timeout=90, args=args)
+    if which == "c":
+        xfail_known_debug_exit_assert(proc.returncode, proc.stderr)
     assert proc.returncode == 0, describe(proc)
     assert "TT" in proc.stdout and "NEXT 3" in proc.stdout and "END" in proc.stdout, describe(proc)
     assert "REPORT abandoned" in proc.stdout, describe(proc)

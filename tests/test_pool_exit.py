@@ -10,7 +10,7 @@ import time
 import pytest
 
 import manygil
-from helpers.proc import describe, run_script
+from helpers.proc import describe, run_script, xfail_known_debug_exit_assert
 
 # Generous: these machines are shared; what is tested is "does not wait for
 # the hour-long task / the blocked callback", not speed.
@@ -24,6 +24,7 @@ def run_timed(tmp_path, source, *, args=(), name="script.py"):
 
 
 def assert_clean_exit(proc, elapsed, bound=EXIT_BOUND):
+    xfail_known_debug_exit_assert(proc.returncode, proc.stderr)
     assert proc.returncode == 0, describe(proc)
     for bad in ("Fatal", "Exception ignored", "Traceback", "Segmentation"):
         assert bad not in proc.stderr, describe(proc)

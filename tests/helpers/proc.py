@@ -9,6 +9,28 @@ TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_SCALE = float(os.environ.get("MANYGIL_TIMEOUT_SCALE", "1"))
 
 
+DEBUG_BUILD = hasattr(sys, "gettotalrefcount")
+# CPython's debug builds before 3.15 assert (pystate.c: unbind_gilstate_tstate,
+# tstate_activate) when manygil, at exit, ends an interpreter in which a
+# thread is still blocked in C (time.sleep, a channel wait): that thread's
+# state is bound to the blocked thread, and only that thread could delete it
+# as the debug checks want; no public API can unbind it from elsewhere.
+# Release builds do not check and exit cleanly (the same tests pass there);
+# from 3.15 on Py_EndInterpreter removes such thread states itself (compat.h,
+# MG__END_INTERP_REMOVES_THREADS).  Only this assertion is tolerated, and
+# only there: anything else still fails.
+KNOWN_DEBUG_EXIT_ASSERTS = ("unbind_gilstate_tstate: Assertion", "tstate_activate: Assertion")
+
+
+def xfail_known_debug_exit_assert(returncode, stderr):
+    """pytest.xfail when a child ended with that known debug-build assertion."""
+    if (DEBUG_BUILD and sys.version_info < (3, 15) and returncode in (-6, 134)
+            and any(m in stderr for m in KNOWN_DEBUG_EXIT_ASSERTS)):
+        import pytest
+        pytest.xfail("CPython < 3.15 debug build: a thread state bound to a thread blocked "
+                     "in C cannot be deleted from another thread at exit (see helpers/proc.py)")
+
+
 def child_env():
     env = dict(os.environ)
     parts = [TESTS_DIR]

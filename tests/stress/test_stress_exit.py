@@ -11,6 +11,7 @@ import os
 import pytest
 
 from _harness import budget, check, problems, reps, run_child, run_many
+from helpers.proc import xfail_known_debug_exit_assert
 
 QUICK = 10.0            # seconds: a clean exit takes well under 1 s here
 HARD = QUICK + 5        # killed (and reported as a hang) after this
@@ -77,5 +78,6 @@ def test_exit_abandoned_worker(case, end):
         run = run_child("exit_case.py", case, end, timeout=HARD)
         found = problems(run, rc=ENDS[end], max_seconds=ABANDON_BOUND, expect_lines=("READY",))
         if found:
+            xfail_known_debug_exit_assert(run.rc, run.stderr)
             raise AssertionError(f"{case}, {end}, run {n + 1} of {RUNS}: " + "; ".join(found)
                                  + "\n" + run.describe())
