@@ -173,13 +173,18 @@ switch_out(mg__switch_t *sw)
             PyEval_SaveThread();
         }
     }
-    switch_unregister(sw);
+    /* Rebind the caller's own state first, then leave: until the caller's
+     * state is current again the target's state is still the one bound to
+     * this thread (its gilstate), and a closer that deleted it from its own
+     * thread in that window trips CPython's check (unbind_gilstate_tstate;
+     * the close-vs-call race of tests/stress on a debug build). */
     if (sw->saved != NULL)
         PyEval_RestoreThread(sw->saved);
     else if (sw->rebind != NULL) {
         PyEval_RestoreThread(sw->rebind);   /* no GIL held: may wait for its GIL */
         PyEval_SaveThread();
     }
+    switch_unregister(sw);
 }
 
 /* ---- exception capture ------------------------------------------------- */

@@ -384,7 +384,7 @@ pool_irq_thread(void *varg)
     mg__buf_t out = MG__BUF_INIT;
     int raised;
     if (id >= 0)
-        (void)mg__interp_run(id, pool_irq_in_target, irq, &out, &raised);
+        (void)mg__interp_visit(id, pool_irq_in_target, irq, &out, &raised);
     mg__buf_free(&out);
     mg__workers_decref(irq->w);
     free(irq);

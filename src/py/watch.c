@@ -348,7 +348,7 @@ fn_stacks(PyObject *mod, PyObject *arg)
     mg__buf_t out = MG__BUF_INIT;
     int raised = 0;
     PyObject *res = NULL;
-    int rc = mg__interp_run(id, stacks_in_target, NULL, &out, &raised);
+    int rc = mg__interp_visit(id, stacks_in_target, NULL, &out, &raised);
     if (rc)
         mg__raise(rc, "interpreter %lld", id);
     else if (raised)
