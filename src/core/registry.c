@@ -270,6 +270,17 @@ mg__registry_leave(mg__interp_t *rec)
     mg__mutex_unlock(&registry.mutex);
 }
 
+void
+mg__registry_leave_pinned(mg__interp_t *rec)
+{
+    mg__mutex_lock(&registry.mutex);
+    rec->running--;
+    rec->pins++;                /* the entry's reference goes to the pin */
+    if (rec->running == 0)
+        mg__cond_broadcast(&registry.cond);
+    mg__mutex_unlock(&registry.mutex);
+}
+
 int
 mg__registry_visit(int64_t id, mg__interp_t **out, void **tstate)
 {

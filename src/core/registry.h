@@ -62,6 +62,13 @@ void mg__registry_uncache_tstate(mg__interp_t *rec, void *tstate);
 /* Undo mg__registry_enter. */
 void mg__registry_leave(mg__interp_t *rec);
 
+/* Undo mg__registry_enter, but keep rec pinned as a visit is (undo with
+ * mg__registry_unvisit): the thread runs no more code there, yet something
+ * of it is still in use -- a thread that left the interpreter but whose
+ * state there is still the one bound to it until it is back in its own.
+ * A close no longer fails for it; it waits for the pin. */
+void mg__registry_leave_pinned(mg__interp_t *rec);
+
 /* Enter an ALIVE interpreter for a brief visit that runs no user code (an
  * interrupt, a stack dump): like mg__registry_enter, but the visit does not
  * count as running (is_running and close do not see it); instead a close

@@ -173,18 +173,26 @@ switch_out(mg__switch_t *sw)
             PyEval_SaveThread();
         }
     }
-    /* Rebind the caller's own state first, then leave: until the caller's
-     * state is current again the target's state is still the one bound to
-     * this thread (its gilstate), and a closer that deleted it from its own
-     * thread in that window trips CPython's check (unbind_gilstate_tstate;
-     * the close-vs-call race of tests/stress on a debug build). */
+    if (sw->saved == NULL && sw->rebind == NULL) {
+        switch_unregister(sw);
+        return;
+    }
+    /* Until the caller's own state is current again, the target's state is
+     * still the one bound to this thread (its gilstate): a closer deleting
+     * it from another thread then breaks CPython's bookkeeping (a debug
+     * build asserts in unbind_gilstate_tstate: the close-vs-call race of
+     * tests/stress).  So the run ends now -- close no longer fails for it --
+     * but the record stays pinned, and a close waits for the pin, until the
+     * caller is back in its own state. */
+    if (!sw->visit)
+        mg__registry_leave_pinned(sw->rec);
     if (sw->saved != NULL)
         PyEval_RestoreThread(sw->saved);
-    else if (sw->rebind != NULL) {
+    else {
         PyEval_RestoreThread(sw->rebind);   /* no GIL held: may wait for its GIL */
         PyEval_SaveThread();
     }
-    switch_unregister(sw);
+    mg__registry_unvisit(sw->rec);
 }
 
 /* ---- exception capture ------------------------------------------------- */
