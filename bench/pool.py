@@ -3,11 +3,10 @@ printed as Markdown tables with a verdict line per target.
 
     .venv-3.13/bin/python bench/pool.py            # or .venv-3.12/bin/python
 
-and under 3.14 (from the repo root; the py314 root has no network, so a venv
-there installs meson-python, meson and ninja from wheels copied in):
+and under 3.14/3.15, in the Debian root of scripts/debian-root.sh, with the
+venv that `MANYGIL_JOBS=3.15 scripts/test.sh` made there:
 
-    /work/shared/tools/py314 run python3.14 bench/pool.py
-    /work/shared/tools/py314 run /tmp/venv/bin/python bench/pool.py   # a venv in the root with manygil
+    scripts/debian-root.sh run .venv-3.15/bin/python bench/pool.py
 
 Under 3.14 the stdlib ``concurrent.futures.InterpreterPoolExecutor`` is
 measured too; where manygil is not installed for that Python its rows read
