@@ -272,15 +272,16 @@ class InterpreterPoolExecutor(Executor):
             irq = self._interrupted.get(seq)
             if irq is not None and now - irq[0] > self._grace:
                 self._abandon(seq, interp_id, ident, elapsed, irq[1])
-        for gone in [s for s in self._interrupted if s not in seqs]:
-            del self._interrupted[gone]
+        # A snapshot: cancel() adds to _interrupted from the user's thread.
+        for gone in [s for s in list(self._interrupted) if s not in seqs]:
+            self._interrupted.pop(gone, None)
         self._warned &= seqs
 
     def _abandon(self, seq: int, interp_id: int, ident: int, elapsed: float, why: str) -> None:
         replaced = self._core.abandon(seq)
         if replaced is None:
             return                          # it finished meanwhile
-        del self._interrupted[seq]
+        self._interrupted.pop(seq, None)
         fut = self._futures.pop(seq, None)
         if fut is not None and why == "timeout":
             _resolve(fut, _TIMEDOUT, None, self._broken_error, self._task_timeout)
