@@ -20,6 +20,20 @@ if [ "${MANYGIL_CTESTS_ONLY:-0}" != 1 ]; then
   # A bound on the whole run: a process that hangs (at exit, say) must not
   # eat the rest of the budget; pytest-timeout bounds each test inside it.
   (cd "$REPO" && timeout -k 30 "${MANYGIL_SUITE_TIMEOUT:-2400}" \
-     "$VPY" -m pytest "${paths[@]}" -q -p no:cacheprovider --junitxml="$LOGS/$JOB.xml" "$@") || status=1
+     "$VPY" -m pytest "${paths[@]}" -q -p no:cacheprovider --junitxml="$LOGS/$JOB.xml" "$@") \
+     2> >(tee "$LOGS/$JOB.stderr" >&2)
+  rc=$?
+  wait   # the tee
+  # CPython debug builds before 3.15 assert at the suite process's own exit
+  # when an abandoned pool worker of some test is still blocked in C (the
+  # limitation tests/helpers/proc.py describes).  Only that exact assertion,
+  # only on those builds, and only when every test passed, is not a failure.
+  if [ "$rc" -eq 134 ] && "$VPY" -c "import sys; sys.exit(not (hasattr(sys, 'gettotalrefcount') and sys.version_info < (3, 15)))" \
+     && tail -n 3 "$LOGS/$JOB.stderr" | grep -q "unbind_gilstate_tstate: Assertion" \
+     && python3 "$REPO/scripts/junit_counts.py" "$LOGS/$JOB.xml" /dev/null | grep -q " 0 failed"; then
+    echo "NOTE: every test passed; the suite process then hit CPython's known debug-build assertion at exit (a worker still blocked in C; see tests/helpers/proc.py)"
+    rc=0
+  fi
+  [ "$rc" -eq 0 ] || status=1
 fi
 exit $status
