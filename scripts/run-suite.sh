@@ -30,7 +30,7 @@ if [ "${MANYGIL_CTESTS_ONLY:-0}" != 1 ]; then
   # only on those builds, and only when every test passed, is not a failure.
   if [ "$rc" -eq 134 ] && "$VPY" -c "import sys; sys.exit(not (hasattr(sys, 'gettotalrefcount') and sys.version_info < (3, 15)))" \
      && tail -n 3 "$LOGS/$JOB.stderr" | grep -q "unbind_gilstate_tstate: Assertion" \
-     && python3 "$REPO/scripts/junit_counts.py" "$LOGS/$JOB.xml" /dev/null | grep -q " 0 failed"; then
+     && "$VPY" "$REPO/scripts/junit_counts.py" "$LOGS/$JOB.xml" /dev/null | grep -q " 0 failed"; then
     echo "NOTE: every test passed; the suite process then hit CPython's known debug-build assertion at exit (a worker still blocked in C; see tests/helpers/proc.py)"
     rc=0
   fi
