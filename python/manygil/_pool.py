@@ -311,11 +311,13 @@ class InterpreterPoolExecutor(Executor):
         if self._broken is None:
             info = self._core.broken_info()
             detail = ""
-            if info is not None:
+            if isinstance(info, str):
+                detail = f": CPython could not create its interpreter: {info}"
+            elif info is not None:
                 detail = f": the initializer raised {info[0]}: {info[3]}"
             exc = BrokenInterpreterPool(
                 "a worker interpreter failed to start; the pool cannot run tasks" + detail)
-            if info is not None:
+            if isinstance(info, tuple):
                 exc.__cause__ = _exception_from_info(info)
             self._broken = exc
         return self._broken

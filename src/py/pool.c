@@ -57,7 +57,7 @@ break_pool(workers_t *w, const char *why)
     if (mg__capture_exception(&info) != 0)
         mg__buf_free(&info);
     mg__mutex_lock(&w->mu);
-    if (w->broken_info.len == 0)
+    if (w->broken_info.len == 0 && w->start_error == NULL)
         mg__buf_move(&w->broken_info, &info);
     mg__mutex_unlock(&w->mu);
     mg__buf_free(&info);
@@ -280,7 +280,12 @@ worker_main(void *varg)
         PyStatus status = Py_NewInterpreterFromConfig(&ts, &config);
         if (PyStatus_Exception(status) || ts == NULL) {
             mg__lifecycle_unlock();
-            /* No interpreter to report in: break the pool plainly. */
+            /* No interpreter to capture an exception in: keep CPython's
+             * (static) message for broken_info. */
+            mg__mutex_lock(&w->mu);
+            if (w->broken_info.len == 0 && w->start_error == NULL)
+                w->start_error = status.err_msg ? status.err_msg : "no reason given";
+            mg__mutex_unlock(&w->mu);
             mg__pool_set_broken(w->q);
             break;
         }
@@ -682,7 +687,13 @@ pool_broken_info(PyObject *op, PyObject *unused)
     (void)unused;
     workers_t *w = ((pool_t *)op)->w;
     mg__mutex_lock(&w->mu);
-    PyObject *res = w->broken_info.len ? mg__decode(&w->broken_info) : Py_NewRef(Py_None);
+    PyObject *res;
+    if (w->broken_info.len)
+        res = mg__decode(&w->broken_info);
+    else if (w->start_error != NULL)
+        res = PyUnicode_FromString(w->start_error);
+    else
+        res = Py_NewRef(Py_None);
     mg__mutex_unlock(&w->mu);
     return res;
 }
@@ -711,7 +722,8 @@ static PyMethodDef pool_methods[] = {
      "ones are never waited for); False if the timeout passed first."},
     {"stats", pool_stats, METH_NOARGS, "stats()\n--\n\nQueue counters."},
     {"broken_info", pool_broken_info, METH_NOARGS,
-     "broken_info()\n--\n\nException info of the failure that broke the pool, or None."},
+     "broken_info()\n--\n\nException info of the failure that broke the pool; a str (CPython's "
+     "message) when a worker's interpreter could not be created; or None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -49,6 +49,8 @@ typedef struct {
     mg__mutex_t mu;
     mg__cond_t changed;         /* with mu: a worker exited or was abandoned */
     mg__buf_t broken_info;      /* guarded by mu: why the pool broke */
+    const char *start_error;    /* guarded by mu: CPython's static message when a
+                                   worker's interpreter could not be created */
     int refs;                   /* atomic */
 } workers_t;
 
