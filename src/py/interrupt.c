@@ -38,7 +38,8 @@
  *
  * Ctrl-C: while the main thread runs code in another interpreter, CPython's
  * SIGINT handler only flags the main interpreter, which is not running.  We
- * chain a handler in front of it that also writes a byte to a pipe; a
+ * chain a handler in front of it that also writes the interpreter the
+ * main thread is in (and which entry into it) to a pipe; a
  * forwarder thread reads it and interrupts the main thread's code in that
  * interpreter with KeyboardInterrupt.  Back home, the main interpreter's own
  * handler raises KeyboardInterrupt as usual.
@@ -365,6 +366,7 @@ static struct {
     int ready;
     struct sigaction prev;      /* the handler we chain to */
     int64_t target;             /* atomic: interpreter the main thread runs code in, or -1 */
+    int64_t entered;            /* atomic: how many times the main thread set target */
     unsigned long main_ident;   /* set once by _init_main */
     int64_t main_id;
 } sigint = { .once = PTHREAD_ONCE_INIT, .fds = {-1, -1}, .target = -1, .main_id = -1 };
@@ -380,9 +382,14 @@ on_sigint(int sig, siginfo_t *info, void *uc)
     else if (sigint.prev.sa_handler != SIG_DFL && sigint.prev.sa_handler != SIG_IGN) {
         sigint.prev.sa_handler(sig);
     }
-    if (__atomic_load_n(&sigint.target, __ATOMIC_ACQUIRE) >= 0) {
-        char c = 1;
-        ssize_t w = write(sigint.fds[1], &c, 1);
+    /* The target as it is now, when the signal arrives, and which entry
+     * into it: by the time the forwarder reads them the main thread may
+     * have left (16 bytes < PIPE_BUF: the write is atomic). */
+    int64_t seen[2];
+    seen[1] = __atomic_load_n(&sigint.entered, __ATOMIC_ACQUIRE);
+    seen[0] = __atomic_load_n(&sigint.target, __ATOMIC_ACQUIRE);
+    if (seen[0] >= 0) {
+        ssize_t w = write(sigint.fds[1], seen, sizeof seen);
         (void)w;
     }
     errno = saved;
@@ -393,14 +400,18 @@ forwarder_main(void *unused)
 {
     (void)unused;
     for (;;) {
-        char c;
-        ssize_t r = read(sigint.fds[0], &c, 1);
+        int64_t seen[2];
+        ssize_t r = read(sigint.fds[0], seen, sizeof seen);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0)
+        if (r != (ssize_t)sizeof seen)
             return NULL;
-        int64_t target = __atomic_load_n(&sigint.target, __ATOMIC_ACQUIRE);
-        if (target < 0)
+        int64_t target = seen[0];
+        /* Still the same entry?  If the main thread has left it since,
+         * CPython's own handler (chained in on_sigint) raises the
+         * KeyboardInterrupt in the main interpreter instead. */
+        if (__atomic_load_n(&sigint.target, __ATOMIC_ACQUIRE) != target
+                || __atomic_load_n(&sigint.entered, __ATOMIC_ACQUIRE) != seen[1])
             continue;
         irq_t irq = { .interp = target, .ident = sigint.main_ident };
         snprintf(irq.exc, sizeof irq.exc, "KeyboardInterrupt");
@@ -455,6 +466,7 @@ mg__sigint_enter(int64_t id)
         if (sigaction(SIGINT, &mine, NULL) != 0)
             return 0;
     }
+    __atomic_add_fetch(&sigint.entered, 1, __ATOMIC_ACQ_REL);
     __atomic_store_n(&sigint.target, id, __ATOMIC_RELEASE);
     return 1;
 }
