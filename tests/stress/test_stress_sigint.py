@@ -28,13 +28,6 @@ K = reps(8)
 HARD = 30.0             # seconds a child may live at most
 
 
-def _default_sigint():
-    """In the child before exec: SIGINT's default disposition, whatever the
-    test run inherited (a shell's background job ignores SIGINT, and Python
-    then installs no KeyboardInterrupt handler)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _read_line(proc, deadline):
     """One line of the child's stdout (unbuffered, so that what follows it
     is left for communicate()); b"" at EOF or past the deadline."""
@@ -57,8 +50,7 @@ def run_with_sigint(op, delay):
     cmd = [sys.executable, script("sigint_op.py"), op]
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=child_env(), bufsize=0,
-                            preexec_fn=_default_sigint)
+                            stderr=subprocess.PIPE, env=child_env(), bufsize=0)
     notes = []
     ready = _read_line(proc, t0 + HARD)
     if ready == b"READY\n" and delay is not None:
