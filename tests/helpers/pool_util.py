@@ -12,7 +12,13 @@ def make_pool(*args, **kwargs):
     cancelled) when the block exits.  Its time limits (task_timeout,
     interrupt_grace) scale with MANYGIL_TIMEOUT_SCALE: under a debug build
     or a sanitizer a worker's first task (importing its function) alone can
-    take longer than the short limits the tests use."""
+    take longer than the short limits the tests use.  With a task_timeout
+    and no initializer, each worker imports the tests' worker functions
+    (helpers.wd_funcs) as it starts, so that a replacement worker's first
+    task does not spend its time limit on that import on a loaded machine."""
+    if "task_timeout" in kwargs and "initializer" not in kwargs:
+        from helpers import wd_funcs
+        kwargs["initializer"] = wd_funcs.wd_interp_id
     scale = float(os.environ.get("MANYGIL_TIMEOUT_SCALE", "1"))
     for limit in ("task_timeout", "interrupt_grace"):
         if isinstance(kwargs.get(limit), (int, float)) and not isinstance(kwargs[limit], bool):
