@@ -205,8 +205,21 @@ error:
     return rc;
 }
 
-int
-mg__registry_enter(int64_t id, mg__interp_t **out, void **tstate)
+/* The calling thread's cached state for rec, or NULL.  Registry locked. */
+static void *
+cached_tstate_locked(mg__interp_t *rec)
+{
+    mg__thread_t *t = current_thread(0);
+    for (mg__tsnode_t *n = t ? t->nodes : NULL; n != NULL; n = n->next_in_thread)
+        if (n->rec == rec)
+            return n->tstate;
+    return NULL;
+}
+
+/* Find live interpreter id and count the caller in it: as running (a run:
+ * close refuses meanwhile) or as a pin (a brief visit: close waits). */
+static int
+enter_or_visit(int64_t id, int visit, mg__interp_t **out, void **tstate)
 {
     int rc = registry_ready();
     if (rc)
@@ -217,21 +230,21 @@ mg__registry_enter(int64_t id, mg__interp_t **out, void **tstate)
         mg__mutex_unlock(&registry.mutex);
         return MG_ENOTFOUND;
     }
-    rec->running++;
+    if (visit)
+        rec->pins++;
+    else
+        rec->running++;
     rec->refs++;
-    *tstate = NULL;
-    mg__thread_t *t = current_thread(0);
-    if (t != NULL) {
-        for (mg__tsnode_t *n = t->nodes; n != NULL; n = n->next_in_thread) {
-            if (n->rec == rec) {
-                *tstate = n->tstate;
-                break;
-            }
-        }
-    }
+    *tstate = cached_tstate_locked(rec);
     mg__mutex_unlock(&registry.mutex);
     *out = rec;
     return 0;
+}
+
+int
+mg__registry_enter(int64_t id, mg__interp_t **out, void **tstate)
+{
+    return enter_or_visit(id, 0, out, tstate);
 }
 
 int
@@ -284,28 +297,7 @@ mg__registry_leave_pinned(mg__interp_t *rec)
 int
 mg__registry_visit(int64_t id, mg__interp_t **out, void **tstate)
 {
-    int rc = registry_ready();
-    if (rc)
-        return rc;
-    mg__mutex_lock(&registry.mutex);
-    mg__interp_t *rec = find_locked(id);
-    if (rec == NULL || rec->state != MG__ALIVE) {
-        mg__mutex_unlock(&registry.mutex);
-        return MG_ENOTFOUND;
-    }
-    rec->pins++;
-    rec->refs++;
-    *tstate = NULL;
-    mg__thread_t *t = current_thread(0);
-    for (mg__tsnode_t *n = t ? t->nodes : NULL; n != NULL; n = n->next_in_thread) {
-        if (n->rec == rec) {
-            *tstate = n->tstate;
-            break;
-        }
-    }
-    mg__mutex_unlock(&registry.mutex);
-    *out = rec;
-    return 0;
+    return enter_or_visit(id, 1, out, tstate);
 }
 
 void

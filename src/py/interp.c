@@ -625,6 +625,20 @@ mg__interp_exit_begin(void)
     __atomic_store_n(&at_exit.started, 1, __ATOMIC_RELEASE);
 }
 
+void
+mg__delete_other_tstates(PyInterpreterState *interp, PyThreadState *keep)
+{
+    PyThreadState *o = PyInterpreterState_ThreadHead(interp);
+    while (o != NULL) {
+        PyThreadState *next = PyThreadState_Next(o);
+        if (o != keep) {
+            PyThreadState_Clear(o);
+            PyThreadState_Delete(o);
+        }
+        o = next;
+    }
+}
+
 int
 mg__interp_end_at_exit(int64_t id)
 {
@@ -682,17 +696,8 @@ mg__interp_end_at_exit(int64_t id)
     }
     /* Left: cached states of threads not inside (unbound: rule 1) and the
      * states of threads stuck in C code (see rule 3). */
-    if (!MG__END_INTERP_REMOVES_THREADS) {
-        PyThreadState *o = PyInterpreterState_ThreadHead(interp);
-        while (o != NULL) {
-            PyThreadState *next = PyThreadState_Next(o);
-            if (o != ts) {
-                PyThreadState_Clear(o);
-                PyThreadState_Delete(o);
-            }
-            o = next;
-        }
-    }
+    if (!MG__END_INTERP_REMOVES_THREADS)
+        mg__delete_other_tstates(interp, ts);
     PyEval_SaveThread();
     mg__lifecycle_lock();
     PyEval_RestoreThread(ts);

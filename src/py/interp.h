@@ -67,6 +67,11 @@ void mg__interp_exit_begin(void);
  * ever: its interpreter is being or has been ended). */
 void mg__exit_gate(int64_t interp_id);
 
+/* Clear and delete every thread state of interp but keep (attached: the
+ * caller holds interp's GIL).  Only states that are not bound to a running
+ * thread, or of threads that will never touch them again (rule 3). */
+void mg__delete_other_tstates(PyInterpreterState *interp, PyThreadState *keep);
+
 /* The window of a run (mg__interp_run_as with a `what`) in which it runs
  * the user's code: interrupts land only there, never in manygil's own
  * decoding and importing around it (an exception raised into importlib

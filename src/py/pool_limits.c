@@ -263,15 +263,7 @@ end_stuck(int64_t id)
     free(others);
     /* The worker's thread state, and any a thread started by its task
      * left (Py_EndInterpreter must find ts the last one). */
-    PyThreadState *o = PyInterpreterState_ThreadHead(interp);
-    while (o != NULL) {
-        PyThreadState *next = PyThreadState_Next(o);
-        if (o != ts) {
-            PyThreadState_Clear(o);
-            PyThreadState_Delete(o);
-        }
-        o = next;
-    }
+    mg__delete_other_tstates(interp, ts);
     Py_EndInterpreter(ts);
     mg__lifecycle_unlock();
     mg__registry_end_close(rec);
