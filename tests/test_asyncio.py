@@ -477,3 +477,26 @@ def test_loop_closed_while_waits_are_pending():
         s.send("new")
         return await r.arecv(timeout=WAIT)
     assert run(again()) == "new"
+
+
+@pytest.mark.timeout(90)
+def test_a_loop_awaiting_is_not_a_blocked_thread_for_the_deadlock_detector():
+    """An interpreter waits for ever on a channel only main can send on,
+    while main's thread awaits arecv in its loop: main may still send (from
+    any coroutine), so the detector must break nothing."""
+    async def main():
+        r1, s1 = manygil.create_channel()
+        r2, s2 = manygil.create_channel()
+        with manygil.create() as interp:
+            t = interp.call_in_thread(chan_remote.recv_one, r2, None)
+            del r2
+            await until(lambda: len(_core._waits()) == 1)
+            waiter = asyncio.create_task(r1.arecv())
+            await until(lambda: _core._awatch_armed() >= 1)
+            broken = _core._deadlock_check()
+            s2.send("go")
+            s1.send("done")
+            got = await waiter
+            await asyncio.get_running_loop().run_in_executor(None, t.join, WAIT)
+        return broken, got
+    assert run(main()) == (0, "done")

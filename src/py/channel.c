@@ -317,7 +317,20 @@ mg__channel_handle_get(PyObject *obj, mg__channel_t **ch, int *end)
 static PyObject *
 async_delegate(const char *name, PyObject *self, PyObject *args, PyObject *kwds)
 {
-    PyObject *fn = mg__import_attr("manygil._asyncio", name);
+    /* sys.modules first: the import machinery costs microseconds a call. */
+    PyObject *mod, *fn = NULL;
+    PyObject *modname = PyUnicode_FromString("manygil._asyncio");
+    if (modname == NULL)
+        return NULL;
+    mod = PyImport_GetModule(modname);
+    Py_DECREF(modname);
+    if (mod != NULL) {
+        fn = PyObject_GetAttrString(mod, name);
+        Py_DECREF(mod);
+    }
+    else if (!PyErr_Occurred()) {
+        fn = mg__import_attr("manygil._asyncio", name);
+    }
     if (fn == NULL)
         return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(args);
