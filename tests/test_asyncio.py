@@ -500,3 +500,22 @@ def test_a_loop_awaiting_is_not_a_blocked_thread_for_the_deadlock_detector():
             await asyncio.get_running_loop().run_in_executor(None, t.join, WAIT)
         return broken, got
     assert run(main()) == (0, "done")
+
+
+def _await_inside(r, n):
+    import asyncio
+
+    async def main():
+        return [await r.arecv(timeout=30) for _ in range(n)]
+    return asyncio.run(main())
+
+
+@pytest.mark.timeout(90)
+def test_a_loop_inside_an_interpreter_awaits_items_from_main():
+    r, s = manygil.create_channel()
+    with manygil.create() as interp:
+        t = threading.Timer(0.1, lambda: [s.send(i) for i in range(100)])
+        t.start()
+        got = interp.call(_await_inside, r, 100)
+        t.join()
+    assert got == list(range(100))
