@@ -60,6 +60,17 @@ class Interpreter:
         the result.  ``fn`` and the arguments are copied there first."""
         return _core.call(self._id, fn, args, kwargs)
 
+    def acall(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """``await interp.acall(fn, *args, **kwargs)``: :meth:`call` for
+        asyncio.  The call runs on a thread of the running loop's default
+        executor (it does work there; no thread waits for it), and its end
+        wakes the loop.  Cancelling the coroutine does not stop a call that
+        has started: it runs to its end and its result is dropped."""
+        if not callable(fn):
+            raise TypeError(f"acall() needs a callable, not {type(fn).__name__}")
+        from ._asyncio import acall
+        return acall(self._id, fn, args, kwargs)
+
     def call_in_thread(self, fn: Callable[..., Any], /, *args: Any,
                        **kwargs: Any) -> threading.Thread:
         """Start a thread that runs :meth:`call`; the result is discarded."""

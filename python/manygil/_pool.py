@@ -106,6 +106,11 @@ class _TaskFuture(Future):
             self._pool._resolve_finished(0)
         return super().result(timeout)
 
+    def __await__(self) -> Any:
+        """``await fut`` in a coroutine: the loop is woken when the task ends."""
+        import asyncio
+        return asyncio.wrap_future(self).__await__()
+
     def running(self) -> bool:
         """True while a worker runs the task."""
         if self.done():

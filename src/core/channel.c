@@ -1,6 +1,7 @@
 /* channel.c -- channels and queues (see channel.h).
  *
- * Lock order: table.mutex, then a channel's mu; never the other way.  No
+ * Lock order: table.mutex, then a channel's mu, then a notifier's mutex (a
+ * leaf, taken to post to an async watch); never the other way.  No
  * lock is held while an item is freed (freeing releases references, which
  * may lock other channels), nor while calling into anything else.
  */
@@ -45,6 +46,7 @@ struct mg__channel {
     int64_t nsend, nrecv;       /* guarded by mu: handle totals */
     mg__holder_t *holders;      /* guarded by mu */
     size_t nholders, capholders;        /* guarded by mu */
+    mg__awatch_t *watch_head, *watch_tail;  /* guarded by mu: armed async watches, oldest first */
     int64_t spin_ns;            /* atomic: the receivers' spin budget */
     int refs;                   /* atomic */
     int in_table;               /* guarded by table.mutex */
@@ -202,6 +204,136 @@ mg__channel_existed(int64_t cid)
     return existed;
 }
 
+/* ---- async watches (see channel.h) -------------------------------------- */
+
+static int64_t armed_total;     /* atomic */
+static uint64_t next_token = 1; /* atomic */
+
+static int
+ready_locked(mg__channel_t *ch, int kind)
+{
+    if (ch->send_closed || ch->recv_closed)
+        return 1;
+    if (kind == MG__WAIT_RECV)
+        return ch->head != NULL;
+    return ch->maxsize == 0 || ch->count < ch->maxsize;
+}
+
+static void
+unlink_watch_locked(mg__channel_t *ch, mg__awatch_t *w)
+{
+    if (w->prev != NULL)
+        w->prev->next = w->next;
+    else
+        ch->watch_head = w->next;
+    if (w->next != NULL)
+        w->next->prev = w->prev;
+    else
+        ch->watch_tail = w->prev;
+    w->prev = w->next = NULL;
+    __atomic_sub_fetch(&armed_total, 1, __ATOMIC_RELAXED);
+}
+
+/* Fire armed watches of `kind` (0: any kind), oldest first: one that
+ * reaches a live notifier, or all when `all` (mu held). */
+static void
+fire_locked(mg__channel_t *ch, int kind, int all)
+{
+    mg__awatch_t *w = ch->watch_head;
+    while (w != NULL) {
+        mg__awatch_t *next = w->next;
+        if (kind == 0 || w->kind == kind) {
+            unlink_watch_locked(ch, w);
+            w->state = 2;
+            if (mg__notifier_post(w->nt, w->token) && !all)
+                return;
+        }
+        w = next;
+    }
+}
+
+mg__awatch_t *
+mg__awatch_new(mg__channel_t *ch, mg__notifier_t *nt, int kind)
+{
+    mg__awatch_t *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return NULL;
+    mg__channel_incref(ch);
+    mg__notifier_incref(nt);
+    w->ch = ch;
+    w->nt = nt;
+    w->kind = kind;
+    w->token = __atomic_fetch_add(&next_token, 1, __ATOMIC_RELAXED);
+    return w;
+}
+
+int
+mg__awatch_arm(mg__awatch_t *w)
+{
+    mg__channel_t *ch = w->ch;
+    int ready;
+    mg__mutex_lock(&ch->mu);
+    ready = ready_locked(ch, w->kind);
+    if (w->state == 1) {
+        ready = 0;                  /* armed already */
+    }
+    else if (ready) {
+        w->state = 0;
+    }
+    else {
+        w->state = 1;
+        w->next = NULL;
+        w->prev = ch->watch_tail;
+        if (ch->watch_tail != NULL)
+            ch->watch_tail->next = w;
+        else
+            ch->watch_head = w;
+        ch->watch_tail = w;
+        __atomic_add_fetch(&armed_total, 1, __ATOMIC_RELAXED);
+    }
+    mg__mutex_unlock(&ch->mu);
+    return ready;
+}
+
+int
+mg__awatch_disarm(mg__awatch_t *w)
+{
+    mg__channel_t *ch = w->ch;
+    mg__mutex_lock(&ch->mu);
+    int fired = w->state == 2;
+    if (w->state == 1)
+        unlink_watch_locked(ch, w);
+    w->state = 0;
+    mg__mutex_unlock(&ch->mu);
+    return fired;
+}
+
+void
+mg__awatch_free(mg__awatch_t *w)
+{
+    if (w == NULL)
+        return;
+    mg__awatch_disarm(w);
+    mg__channel_decref(w->ch);
+    mg__notifier_decref(w->nt);
+    free(w);
+}
+
+void
+mg__channel_kick(mg__channel_t *ch, int kind)
+{
+    mg__mutex_lock(&ch->mu);
+    if (ready_locked(ch, kind))
+        fire_locked(ch, kind, 0);
+    mg__mutex_unlock(&ch->mu);
+}
+
+int64_t
+mg__awatch_armed_count(void)
+{
+    return __atomic_load_n(&armed_total, __ATOMIC_RELAXED);
+}
+
 /* ---- closing ----------------------------------------------------------- */
 
 /* Close `ends` (mu held).  Items dropped by closing the receive end are
@@ -220,6 +352,7 @@ close_locked(mg__channel_t *ch, int ends, mg__item_t **dropped)
     }
     mg__cond_broadcast(&ch->not_empty);
     mg__cond_broadcast(&ch->not_full);
+    fire_locked(ch, 0, 1);
     return ch->send_closed && ch->recv_closed;
 }
 
@@ -439,6 +572,8 @@ mg__channel_send(mg__channel_t *ch, mg__buf_t *item, int64_t deadline_ns, mg__wa
             __atomic_store_n(&ch->count, ch->count + 1, __ATOMIC_RELEASE);
             node = NULL;
             mg__cond_signal(&ch->not_empty);
+            if (ch->watch_head != NULL)
+                fire_locked(ch, MG__WAIT_RECV, 0);
             rc = 0;
             break;
         }
@@ -476,6 +611,8 @@ mg__channel_recv(mg__channel_t *ch, mg__buf_t *out, int64_t deadline_ns, mg__wai
                 ch->tail = NULL;
             __atomic_store_n(&ch->count, ch->count - 1, __ATOMIC_RELEASE);
             mg__cond_signal(&ch->not_full);
+            if (ch->watch_head != NULL && ch->maxsize > 0)
+                fire_locked(ch, MG__WAIT_SEND, 0);
             rc = 0;
             break;
         }

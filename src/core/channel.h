@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include "core/buf.h"
 #include "core/waits.h"
+#include "core/notify.h"
 
 typedef struct mg__channel mg__channel_t;
 
@@ -85,6 +86,51 @@ int mg__channel_recv(mg__channel_t *ch, mg__buf_t *out, int64_t deadline_ns,
 /* Close `ends` explicitly (and unpin them).  Closing the receive end drops
  * the items left.  Harmless when already closed. */
 void mg__channel_close(mg__channel_t *ch, int ends);
+
+/* ---- async waiters ------------------------------------------------------
+ * An async waiter (a coroutine on an event loop) occupies no thread: it
+ * leaves a watch on the channel and its loop sleeps.  When the channel may
+ * have become ready for it (an item arrived, for MG__WAIT_RECV; room was
+ * made, for MG__WAIT_SEND; an end closed, for both) the watch fires once:
+ * it leaves the channel and its token is posted to its notifier.  The
+ * waiter then tries the non-blocking call itself -- the take happens in the
+ * waiter's own step, so a waiter cancelled before that takes nothing.
+ * Each arrival or removal fires one watch of the kind it serves (a waiter
+ * that gives up after being fired passes the turn on with
+ * mg__channel_kick); a close fires all.  Watches are not waits: they are
+ * not in the activity table, and the deadlock detector does not count an
+ * event loop as a blocked thread. */
+
+typedef struct mg__awatch {
+    mg__channel_t *ch;          /* immutable; the watch holds a reference */
+    mg__notifier_t *nt;         /* immutable; the watch holds a reference */
+    uint64_t token;             /* immutable: unique in the process */
+    int kind;                   /* immutable: MG__WAIT_RECV or MG__WAIT_SEND */
+    int state;                  /* guarded by ch->mu: 0 idle, 1 armed, 2 fired */
+    struct mg__awatch *prev, *next;     /* guarded by ch->mu */
+} mg__awatch_t;
+
+/* A new idle watch of `kind` on ch for nt (both get a reference), with a
+ * fresh token.  NULL when out of memory. */
+mg__awatch_t *mg__awatch_new(mg__channel_t *ch, mg__notifier_t *nt, int kind);
+
+/* Arm w (idle or fired): returns 1 if the channel is ready for it now (w
+ * stays idle: try the call again), else 0 (armed: it fires later). */
+int mg__awatch_arm(mg__awatch_t *w);
+
+/* Disarm w; returns 1 if it had fired (and its waiter has not acted on it
+ * yet -- the caller decides), else 0.  w is idle afterwards. */
+int mg__awatch_disarm(mg__awatch_t *w);
+
+/* Disarm and free w (dropping its references). */
+void mg__awatch_free(mg__awatch_t *w);
+
+/* If ch is ready for `kind`, fire one armed watch of that kind (the turn a
+ * fired waiter gave up). */
+void mg__channel_kick(mg__channel_t *ch, int kind);
+
+/* Number of watches armed, process-wide (for tests). */
+int64_t mg__awatch_armed_count(void);
 
 /* ---- for the deadlock detector ---------------------------------------- */
 

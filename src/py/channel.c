@@ -20,6 +20,7 @@
 #include "py/fork.h"
 #include "py/interp.h"
 #include "py/state.h"
+#include "py/awatch.h"
 #include "core/channel.h"
 #include "core/sync.h"
 #include "core/waits.h"
@@ -301,6 +302,75 @@ mg__channel_handle_decode(const mg__bufref_t *ref)
     return handle_new(tp, ch, ref->arg);
 }
 
+int
+mg__channel_handle_get(PyObject *obj, mg__channel_t **ch, int *end)
+{
+    if (Py_TYPE(obj)->tp_dealloc != handle_dealloc)
+        return 0;
+    *ch = ((handle_t *)obj)->ch;
+    *end = ((handle_t *)obj)->end;
+    return 1;
+}
+
+/* self.<name>(*args, **kwds) as manygil._asyncio.<name>(self, *args,
+ * **kwds): the awaitable variants live in Python. */
+static PyObject *
+async_delegate(const char *name, PyObject *self, PyObject *args, PyObject *kwds)
+{
+    /* sys.modules first: the import machinery costs microseconds a call. */
+    PyObject *mod, *fn = NULL;
+    PyObject *modname = PyUnicode_FromString("manygil._asyncio");
+    if (modname == NULL)
+        return NULL;
+    mod = PyImport_GetModule(modname);
+    Py_DECREF(modname);
+    if (mod != NULL) {
+        fn = PyObject_GetAttrString(mod, name);
+        Py_DECREF(mod);
+    }
+    else if (!PyErr_Occurred()) {
+        fn = mg__import_attr("manygil._asyncio", name);
+    }
+    if (fn == NULL)
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    PyObject *full = PyTuple_New(n + 1);
+    PyObject *res = NULL;
+    if (full != NULL) {
+        PyTuple_SET_ITEM(full, 0, Py_NewRef(self));
+        for (Py_ssize_t i = 0; i < n; i++)
+            PyTuple_SET_ITEM(full, i + 1, Py_NewRef(PyTuple_GET_ITEM(args, i)));
+        res = PyObject_Call(fn, full, kwds);
+        Py_DECREF(full);
+    }
+    Py_DECREF(fn);
+    return res;
+}
+
+static PyObject *
+handle_asend(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    return async_delegate("asend", self, args, kwds);
+}
+
+static PyObject *
+handle_arecv(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    return async_delegate("arecv", self, args, kwds);
+}
+
+static PyObject *
+handle_aput(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    return async_delegate("aput", self, args, kwds);
+}
+
+static PyObject *
+handle_aget(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    return async_delegate("aget", self, args, kwds);
+}
+
 /* ---- SendChannel ------------------------------------------------------- */
 
 static PyObject *
@@ -339,6 +409,9 @@ static PyMethodDef send_methods[] = {
      "send(obj, timeout=None)\n--\n\nSend a copy of obj; wait while a bounded channel is full."},
     {"send_nowait", send_send_nowait, METH_O,
      "send_nowait(obj)\n--\n\nSend without waiting (ChannelFullError when full)."},
+    {"asend", (PyCFunction)(void (*)(void))handle_asend, METH_VARARGS | METH_KEYWORDS,
+     "asend(obj, timeout=None)\n--\n\n"
+     "Awaitable send(): the coroutine waits without a thread while the channel is full."},
     {"close", handle_close, METH_NOARGS,
      "close()\n--\n\nClose the send side: receivers drain what is left, then get ChannelClosedError."},
     {"__reduce__", handle_reduce, METH_NOARGS, NULL},
@@ -377,6 +450,9 @@ static PyMethodDef recv_methods[] = {
     {"recv_nowait", (PyCFunction)(void (*)(void))recv_recv_nowait, METH_VARARGS | METH_KEYWORDS,
      "recv_nowait(default=<missing>)\n--\n\n"
      "Receive without waiting: default if given and empty, else ChannelEmptyError."},
+    {"arecv", (PyCFunction)(void (*)(void))handle_arecv, METH_VARARGS | METH_KEYWORDS,
+     "arecv(timeout=None)\n--\n\n"
+     "Awaitable recv(): the coroutine waits without a thread; cancelling it loses no item."},
     {"close", handle_close, METH_NOARGS,
      "close()\n--\n\nClose the receive side: senders fail with ChannelClosedError at once."},
     {"__reduce__", handle_reduce, METH_NOARGS, NULL},
@@ -483,6 +559,11 @@ static PyMethodDef queue_methods[] = {
      "get(block=True, timeout=None)\n--\n\nTake the next item (QueueEmpty when empty)."},
     {"put_nowait", queue_put_nowait, METH_O, "put_nowait(obj)\n--\n\nput(obj, block=False)."},
     {"get_nowait", queue_get_nowait, METH_NOARGS, "get_nowait()\n--\n\nget(block=False)."},
+    {"aput", (PyCFunction)(void (*)(void))handle_aput, METH_VARARGS | METH_KEYWORDS,
+     "aput(obj, timeout=None)\n--\n\nAwaitable put(): waits without a thread while full."},
+    {"aget", (PyCFunction)(void (*)(void))handle_aget, METH_VARARGS | METH_KEYWORDS,
+     "aget(timeout=None)\n--\n\n"
+     "Awaitable get(): waits without a thread; cancelling it loses no item."},
     {"qsize", queue_qsize, METH_NOARGS, "qsize()\n--\n\nNumber of items waiting."},
     {"empty", queue_empty, METH_NOARGS, "empty()\n--\n\nTrue if no item waits."},
     {"full", queue_full, METH_NOARGS, "full()\n--\n\nTrue if a bounded queue is full."},

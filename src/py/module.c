@@ -16,6 +16,7 @@
 #include "py/watch.h"
 #include "py/fork.h"
 #include "py/state.h"
+#include "py/awatch.h"
 #include <marshal.h>
 
 /* ---- argument helpers -------------------------------------------------- */
@@ -623,7 +624,8 @@ core_exec_module(PyObject *mod)
             || PyModule_AddFunctions(mod, mg__channel_functions) < 0
             || PyModule_AddFunctions(mod, mg__watch_functions) < 0
             || PyModule_AddFunctions(mod, mg__fork_functions) < 0
-            || PyModule_AddFunctions(mod, mg__pool_functions) < 0)
+            || PyModule_AddFunctions(mod, mg__pool_functions) < 0
+            || PyModule_AddFunctions(mod, mg__awatch_functions) < 0)
         return -1;
     if (PyModule_AddIntConstant(mod, "CODEC_MAX_DEPTH", MG__CODEC_MAX_DEPTH) < 0
             || PyModule_AddIntConstant(mod, "ADOPT_MIN", mg__codec_adopt_min()) < 0)
