@@ -23,8 +23,9 @@ PyObject *mg__run_cached_source(mg__srccache_t *cache, const char *src,
  * globals and locals are __main__'s dict, so builtins that use their
  * caller's frame (exec, eval, globals, locals, vars, dir) work on __main__.
  * Nothing is bound in __main__.  The frame does not show in the traceback
- * of an exception fn raises.  Returns the result, or NULL with an
- * exception. */
+ * of an exception fn raises.  A Python function or method, which runs in a
+ * frame of its own anyway, is called directly (no caller frame).  Returns
+ * the result, or NULL with an exception. */
 PyObject *mg__call_as_script(PyObject *fn, PyObject *args, PyObject *kwargs);
 
 /* Run cb(arg) inside such a frame (what cb calls through the C API sees
