@@ -494,12 +494,7 @@ queue_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
     if ((id & 1) || mg__channel_find(id / 2, &ch) != 0 || !mg__channel_is_queue(ch)) {
         if (ch != NULL)
             mg__channel_decref(ch);
-        PyObject *cls = mg__import_attr("manygil._errors", "QueueNotFoundError");
-        if (cls != NULL) {
-            PyErr_Format(cls, "queue %lld not found", id);
-            Py_DECREF(cls);
-        }
-        return NULL;
+        return mg__raise_in(MG__CTX_QUEUE_FIND, MG_ECHNOTFOUND, "queue %lld", id);
     }
     PyObject *q = handle_new(tp, ch, MG__END_BOTH);
     mg__channel_decref(ch);

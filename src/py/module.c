@@ -501,12 +501,7 @@ core_whence(PyObject *mod, PyObject *arg)
         return PyUnicode_FromString("C-API");
     if (id == PyInterpreterState_GetID(PyInterpreterState_Get()))
         Py_RETURN_NONE;
-    PyObject *cls = mg__import_attr("manygil._errors", "InterpreterNotFoundError");
-    if (cls != NULL) {
-        PyErr_Format(cls, "unrecognized interpreter ID %lld", (long long)id);
-        Py_DECREF(cls);
-    }
-    return NULL;
+    return mg__raise(MG_ENOTFOUND, "interpreter %lld", (long long)id);
 }
 
 PyDoc_STRVAR(list_all_doc,
