@@ -113,9 +113,11 @@ def test_prepare_main_binds_copies(interp):
     assert interp.call(remote.get_main, "upper") == "HÉLLO"
 
 
-def test_prepare_main_without_arguments_is_harmless(interp):
-    interp.prepare_main()
-    interp.prepare_main(None)
+def test_prepare_main_without_arguments_is_value_error(interp):
+    # As concurrent.interpreters: nothing to bind is a mistake.
+    for args in ((), (None,), ({},)):
+        with pytest.raises(ValueError):
+            interp.prepare_main(*args)
     interp.exec("ok = True")
     assert interp.call(remote.get_main, "ok") is True
 

@@ -16,7 +16,8 @@ import sys as _sys
 
 from . import _core
 from ._api import Interpreter, create, get_current, get_main, is_shareable, list_all
-from ._core import Queue, RecvChannel, SendChannel, SharedBuffer, create_channel, create_queue
+from ._core import (Queue, RecvChannel, SendChannel, SharedBuffer, create_channel, create_queue,
+                    list_queues)
 from ._errors import (
     ChannelClosedError,
     ChannelEmptyError,
@@ -30,7 +31,9 @@ from ._errors import (
     InterpreterNotFoundError,
     NotShareableError,
     QueueEmpty,
+    QueueError,
     QueueFull,
+    QueueNotFoundError,
     TaskTimeout,
 )
 from ._watch import HangReport, Watchdog, configure, dump_stacks, format_stacks, watchdog
@@ -70,6 +73,9 @@ __all__ = [
     "ChannelTimeoutError",
     "QueueEmpty",
     "QueueFull",
+    "QueueError",
+    "QueueNotFoundError",
+    "list_queues",
     "InterpreterPoolExecutor",
     "BrokenInterpreterPool",
     "map",

@@ -12,6 +12,8 @@ __all__ = [
     "ChannelEmptyError",
     "ChannelFullError",
     "ChannelTimeoutError",
+    "QueueError",
+    "QueueNotFoundError",
     "QueueEmpty",
     "QueueFull",
     "InterpreterError",
@@ -70,11 +72,19 @@ class TaskTimeout(TimeoutError):
     interrupted (or its worker abandoned)."""
 
 
-class QueueEmpty(_queue.Empty):
+class QueueError(RuntimeError):
+    """Base class of queue errors (as concurrent.interpreters' QueueError)."""
+
+
+class QueueNotFoundError(QueueError):
+    """No queue has this id (never created, or every handle of it is gone)."""
+
+
+class QueueEmpty(QueueError, _queue.Empty):
     """get() on an empty queue (without waiting, or after its timeout)."""
 
 
-class QueueFull(_queue.Full):
+class QueueFull(QueueError, _queue.Full):
     """put() on a full queue (without waiting, or after its timeout)."""
 
 
@@ -162,3 +172,15 @@ def _execution_failed(info: tuple) -> ExecutionFailed:
     name, qualname, module, msg, formatted, pickled = info
     return ExecutionFailed(ExceptionInfo(ExceptionType(name, qualname, module),
                                          msg, formatted, pickled))
+
+
+def _result_not_shareable(info: tuple) -> NotShareableError:
+    """The error for a call whose result could not be copied back: a
+    NotShareableError saying so, its cause the ExecutionFailed that carries
+    the other interpreter's traceback of the failed copy (with the reason
+    the value cannot cross)."""
+    failed = _execution_failed(info)
+    exc = NotShareableError(
+        f"the call's result cannot be copied to the calling interpreter: {failed.excinfo.msg}")
+    exc.__cause__ = failed
+    return exc

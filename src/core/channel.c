@@ -34,7 +34,7 @@ typedef struct {
 
 struct mg__channel {
     int64_t id;                 /* immutable */
-    int64_t maxsize;            /* immutable; 0 = unbounded */
+    int64_t maxsize;            /* immutable; <= 0 = unbounded (< 0 for queues only) */
     int is_queue;               /* immutable */
     mg__mutex_t mu;
     mg__cond_t not_empty;       /* receivers wait here */
@@ -142,7 +142,7 @@ table_remove(mg__channel_t *ch)
 int
 mg__channel_create(int64_t maxsize, int flags, mg__channel_t **out)
 {
-    if (maxsize < 0)
+    if (maxsize < 0 && !(flags & MG__CHANNEL_QUEUE))
         return MG_EINVAL;
     mg__channel_t *ch = calloc(1, sizeof *ch);
     if (ch == NULL)
@@ -192,6 +192,45 @@ mg__channel_find(int64_t cid, mg__channel_t **out)
     if (ch == NULL)
         return MG_ECHNOTFOUND;
     *out = ch;
+    return 0;
+}
+
+int
+mg__channel_list_queues(mg__channel_t ***out, size_t *n)
+{
+    size_t cap = 16;
+    *n = 0;
+    mg__channel_t **all = malloc(cap * sizeof *all);
+    if (all == NULL)
+        return MG_ENOMEM;
+    int rc = 0;
+    mg__mutex_lock(&table.mutex);
+    for (int b = 0; rc == 0 && b < NBUCKETS; b++) {
+        for (mg__channel_t *ch = table.buckets[b]; ch != NULL; ch = ch->next_in_bucket) {
+            if (!ch->is_queue || __atomic_load_n(&ch->send_closed, __ATOMIC_ACQUIRE))
+                continue;
+            if (*n == cap) {
+                mg__channel_t **p = realloc(all, cap * 2 * sizeof *p);
+                if (p == NULL) {
+                    rc = MG_ENOMEM;
+                    break;
+                }
+                all = p;
+                cap *= 2;
+            }
+            mg__channel_incref(ch);
+            all[(*n)++] = ch;
+        }
+    }
+    mg__mutex_unlock(&table.mutex);
+    if (rc) {
+        for (size_t i = 0; i < *n; i++)
+            mg__channel_decref(all[i]);
+        free(all);
+        *n = 0;
+        return rc;
+    }
+    *out = all;
     return 0;
 }
 
@@ -561,7 +600,7 @@ mg__channel_send(mg__channel_t *ch, mg__buf_t *item, int64_t deadline_ns, mg__wa
             rc = MG_ECHCLOSED;
             break;
         }
-        if (ch->maxsize == 0 || ch->count < ch->maxsize) {
+        if (ch->maxsize <= 0 || ch->count < ch->maxsize) {
             node->next = NULL;
             mg__buf_move(&node->buf, item);
             if (ch->tail != NULL)

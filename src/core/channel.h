@@ -29,12 +29,17 @@ enum { MG__CHANNEL_QUEUE = 1, MG__CHANNEL_PINNED = 2 };
 #define MG__TRANSIT (-1)
 
 /* Make a channel (flags: MG__CHANNEL_QUEUE, MG__CHANNEL_PINNED) holding up
- * to maxsize items (0: unbounded) and enter it in the id table.  *out gets
+ * to maxsize items (0: unbounded; a queue takes any maxsize <= 0 as
+ * unbounded, as queue.Queue does) and enter it in the id table.  *out gets
  * a reference.  0, MG_EINVAL or MG_ENOMEM. */
 int mg__channel_create(int64_t maxsize, int flags, mg__channel_t **out);
 
 /* Look up channel `cid`; *out gets a reference.  0 or MG_ECHNOTFOUND. */
 int mg__channel_find(int64_t cid, mg__channel_t **out);
+
+/* The open queues (not channels) of this process, in no particular order,
+ * each with a reference, in a malloc'd array (caller decrefs each and frees it).  0 or MG_ENOMEM. */
+int mg__channel_list_queues(mg__channel_t ***out, size_t *n);
 
 /* 1 if a channel with id `cid` was ever created (it may be gone now). */
 int mg__channel_existed(int64_t cid);

@@ -545,6 +545,50 @@ queue_full(PyObject *self, PyObject *unused)
     return PyBool_FromLong(max > 0 && mg__channel_count(ch) >= max);
 }
 
+/* Queue(id): a new handle of the queue with that id (made by
+ * create_queue() in any interpreter): TypeError for a non-int (or a bool),
+ * ValueError for a negative id, QueueNotFoundError for no such queue. */
+static PyObject *
+queue_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
+{
+    PyObject *o;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
+        PyErr_SetString(PyExc_TypeError, "Queue() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "O:Queue", &o))
+        return NULL;
+    if (!PyLong_Check(o) || PyBool_Check(o))
+        return PyErr_Format(PyExc_TypeError, "queue id must be an int, not %.200s",
+                            Py_TYPE(o)->tp_name);
+    long long id = PyLong_AsLongLong(o);
+    if (id == -1 && PyErr_Occurred())
+        return NULL;
+    if (id < 0)
+        return PyErr_Format(PyExc_ValueError, "queue ID must be a non-negative int, got %lld", id);
+    mg__channel_t *ch = NULL;
+    if ((id & 1) || mg__channel_find(id / 2, &ch) != 0 || !mg__channel_is_queue(ch)) {
+        if (ch != NULL)
+            mg__channel_decref(ch);
+        return mg__raise_in(MG__CTX_QUEUE_FIND, MG_ECHNOTFOUND, "queue %lld", id);
+    }
+    PyObject *q = handle_new(tp, ch, MG__END_BOTH);
+    mg__channel_decref(ch);
+    return q;
+}
+
+/* Pickled by id, as concurrent.interpreters' queues are: unpickling makes a
+ * new handle of the same queue (QueueNotFoundError if it is gone by then).
+ * Queues passed as values (call arguments, channel items) cross as handles
+ * instead, which keep the queue alive in transit. */
+static PyObject *
+queue_reduce(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    handle_t *h = (handle_t *)self;
+    return Py_BuildValue("(O(L))", (PyObject *)Py_TYPE(self), (long long)end_id(h->ch, h->end));
+}
+
 static PyObject *
 queue_get_maxsize(PyObject *self, void *unused)
 {
@@ -567,13 +611,13 @@ static PyMethodDef queue_methods[] = {
     {"qsize", queue_qsize, METH_NOARGS, "qsize()\n--\n\nNumber of items waiting."},
     {"empty", queue_empty, METH_NOARGS, "empty()\n--\n\nTrue if no item waits."},
     {"full", queue_full, METH_NOARGS, "full()\n--\n\nTrue if a bounded queue is full."},
-    {"__reduce__", handle_reduce, METH_NOARGS, NULL},
+    {"__reduce__", queue_reduce, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef queue_getset[] = {
     {"id", handle_get_id, NULL, "The id of this queue.", NULL},
-    {"maxsize", queue_get_maxsize, NULL, "The bound (0: unbounded).", NULL},
+    {"maxsize", queue_get_maxsize, NULL, "The bound as given (<= 0: unbounded).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -598,8 +642,11 @@ static PyType_Slot recv_slots[] = {
                  "The receive end of a channel (from manygil.create_channel())."),
 };
 static PyType_Slot queue_slots[] = {
+    {Py_tp_new, queue_new},
     HANDLE_SLOTS(queue_methods, queue_getset,
-                 "A FIFO queue shared between interpreters (from manygil.create_queue())."),
+                 "Queue(id)\n--\n\n"
+                 "A FIFO queue shared between interpreters (from manygil.create_queue()).\n"
+                 "Queue(id) makes a new handle of an existing queue."),
 };
 
 #define HANDLE_SPEC(tpname, tpslots) {                                \
@@ -611,7 +658,12 @@ static PyType_Slot queue_slots[] = {
 
 static PyType_Spec send_spec = HANDLE_SPEC("SendChannel", send_slots);
 static PyType_Spec recv_spec = HANDLE_SPEC("RecvChannel", recv_slots);
-static PyType_Spec queue_spec = HANDLE_SPEC("Queue", queue_slots);
+static PyType_Spec queue_spec = {
+    .name = "manygil.Queue",
+    .basicsize = sizeof(handle_t),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,    /* Queue(id) looks one up */
+    .slots = queue_slots,
+};
 
 int
 mg__channel_types_add(PyObject *m, mg__state_t *st)
@@ -629,14 +681,16 @@ mg__channel_types_add(PyObject *m, mg__state_t *st)
 
 /* ---- module functions -------------------------------------------------- */
 
+/* A channel's maxsize must be >= 0; a queue takes any int (<= 0:
+ * unbounded, as queue.Queue and concurrent.interpreters do). */
 static int
-parse_maxsize(PyObject *args, PyObject *kwds, const char *fmt, int64_t *maxsize)
+parse_maxsize(PyObject *args, PyObject *kwds, const char *fmt, int is_queue, int64_t *maxsize)
 {
     static char *kwlist[] = {"maxsize", NULL};
     long long v = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, fmt, kwlist, &v))
         return -1;
-    if (v < 0) {
+    if (v < 0 && !is_queue) {
         PyErr_SetString(PyExc_ValueError, "maxsize must be >= 0 (0: unbounded)");
         return -1;
     }
@@ -648,7 +702,7 @@ static PyObject *
 fn_create_channel(PyObject *mod, PyObject *args, PyObject *kwds)
 {
     int64_t maxsize;
-    if (parse_maxsize(args, kwds, "|L:create_channel", &maxsize) < 0)
+    if (parse_maxsize(args, kwds, "|L:create_channel", 0, &maxsize) < 0)
         return NULL;
     mg__state_t *st = PyModule_GetState(mod);
     mg__channel_t *ch;
@@ -668,7 +722,7 @@ static PyObject *
 fn_create_queue(PyObject *mod, PyObject *args, PyObject *kwds)
 {
     int64_t maxsize;
-    if (parse_maxsize(args, kwds, "|L:create_queue", &maxsize) < 0)
+    if (parse_maxsize(args, kwds, "|L:create_queue", 1, &maxsize) < 0)
         return NULL;
     mg__state_t *st = PyModule_GetState(mod);
     mg__channel_t *ch;
@@ -680,12 +734,43 @@ fn_create_queue(PyObject *mod, PyObject *args, PyObject *kwds)
     return q;
 }
 
+static int
+cmp_channel_id(const void *a, const void *b)
+{
+    int64_t x = mg__channel_id(*(mg__channel_t *const *)a);
+    int64_t y = mg__channel_id(*(mg__channel_t *const *)b);
+    return (x > y) - (x < y);
+}
+
+static PyObject *
+fn_list_queues(PyObject *mod, PyObject *unused)
+{
+    (void)unused;
+    mg__state_t *st = PyModule_GetState(mod);
+    mg__channel_t **all;
+    size_t n;
+    int rc = mg__channel_list_queues(&all, &n);
+    if (rc)
+        return mg__raise(rc, NULL);
+    qsort(all, n, sizeof *all, cmp_channel_id);
+    PyObject *list = PyList_New(0);
+    for (size_t i = 0; i < n; i++) {
+        PyObject *q = list != NULL ? handle_new(st->queue_type, all[i], MG__END_BOTH) : NULL;
+        if (q == NULL || PyList_Append(list, q) < 0)
+            Py_CLEAR(list);
+        Py_XDECREF(q);
+        mg__channel_decref(all[i]);
+    }
+    free(all);
+    return list;
+}
+
 static PyObject *
 fn_channel_ids(PyObject *mod, PyObject *args, PyObject *kwds)
 {
     (void)mod;
     int64_t maxsize;
-    if (parse_maxsize(args, kwds, "|L:create_channel", &maxsize) < 0)
+    if (parse_maxsize(args, kwds, "|L:create_channel", 0, &maxsize) < 0)
         return NULL;
     mg__channel_t *ch;
     int rc = mg__channel_create(maxsize, MG__CHANNEL_PINNED, &ch);
@@ -820,7 +905,9 @@ PyMethodDef mg__channel_functions[] = {
     {"create_channel", (PyCFunction)(void (*)(void))fn_create_channel, METH_VARARGS | METH_KEYWORDS,
      "create_channel(maxsize=0)\n--\n\nA new channel: (RecvChannel, SendChannel)."},
     {"create_queue", (PyCFunction)(void (*)(void))fn_create_queue, METH_VARARGS | METH_KEYWORDS,
-     "create_queue(maxsize=0)\n--\n\nA new queue shared between interpreters."},
+     "create_queue(maxsize=0)\n--\n\nA new queue shared between interpreters (maxsize <= 0: unbounded)."},
+    {"list_queues", fn_list_queues, METH_NOARGS,
+     "list_queues()\n--\n\nA new handle of every open queue of the process, by id."},
     {"_channel_ids", (PyCFunction)(void (*)(void))fn_channel_ids, METH_VARARGS | METH_KEYWORDS,
      "_channel_ids(maxsize=0)\n--\n\nA new channel named by plain ids: (send_id, recv_id)."},
     {"_channel_send", (PyCFunction)(void (*)(void))fn_channel_send, METH_VARARGS | METH_KEYWORDS,

@@ -15,6 +15,8 @@ error_class(int context, int err, PyObject **builtin)
         return mg__import_attr("manygil._errors", "QueueEmpty");
     if (context == MG__CTX_QUEUE_PUT && (err == MG_EFULL || err == MG_ETIMEDOUT))
         return mg__import_attr("manygil._errors", "QueueFull");
+    if (context == MG__CTX_QUEUE_FIND && err == MG_ECHNOTFOUND)
+        return mg__import_attr("manygil._errors", "QueueNotFoundError");
     switch (err) {
     case MG_ENOTFOUND:
         name = "InterpreterNotFoundError";

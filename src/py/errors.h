@@ -13,8 +13,10 @@ PyObject *mg__raise_in(int context, int err, const char *detail_fmt, ...);
 
 /* Contexts change which class a code maps to: a queue's get/put raise
  * QueueEmpty/QueueFull (as queue.Queue does) where a channel raises
- * ChannelEmptyError/ChannelFullError/ChannelTimeoutError. */
-enum { MG__CTX_DEFAULT = 0, MG__CTX_QUEUE_GET = 1, MG__CTX_QUEUE_PUT = 2 };
+ * ChannelEmptyError/ChannelFullError/ChannelTimeoutError; looking a queue
+ * up by id raises QueueNotFoundError where a channel's is
+ * ChannelNotFoundError. */
+enum { MG__CTX_DEFAULT = 0, MG__CTX_QUEUE_GET = 1, MG__CTX_QUEUE_PUT = 2, MG__CTX_QUEUE_FIND = 3 };
 
 #define mg__raise(err, ...) mg__raise_in(MG__CTX_DEFAULT, (err), __VA_ARGS__)
 

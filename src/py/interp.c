@@ -619,6 +619,12 @@ collect_runners_locked(int64_t id)
     free(recs);
 }
 
+int
+mg__interp_exit_started(void)
+{
+    return __atomic_load_n(&at_exit.started, __ATOMIC_ACQUIRE);
+}
+
 void
 mg__interp_exit_begin(void)
 {

@@ -61,6 +61,10 @@ int mg__interp_end_at_exit(int64_t id);
 /* The process is exiting: from now on mg__exit_gate parks threads. */
 void mg__interp_exit_begin(void);
 
+/* 1 once mg__interp_exit_begin was called (the main thread has finished the
+ * program and manygil's exit hook runs), else 0. */
+int mg__interp_exit_started(void);
+
 /* Call with no GIL held, before re-attaching to interpreter interp_id after
  * a blocking wait: once mg__interp_end_at_exit has begun, a thread coming
  * back to any interpreter but the main one never returns (it is parked for

@@ -17,6 +17,7 @@
 #include "py/fork.h"
 #include "py/state.h"
 #include "py/awatch.h"
+#include "py/runsrc.h"
 #include <marshal.h>
 
 /* ---- argument helpers -------------------------------------------------- */
@@ -39,14 +40,21 @@ check_nargs(const char *name, Py_ssize_t nargs, Py_ssize_t want)
     return 0;
 }
 
-/* Raise ExecutionFailed in this interpreter from encoded exception info. */
+/* A call's result that could not be encoded: call_in_target returns this
+ * code with the encoding error's info in `out`. */
+#define RESULT_UNSHAREABLE MG_EUNSHAREABLE
+
+/* Raise in this interpreter the exception that manygil._errors.<factory>
+ * builds from encoded exception info: ExecutionFailed (_execution_failed),
+ * or NotShareableError for a result that could not cross
+ * (_result_not_shareable). */
 static PyObject *
-raise_remote(const mg__buf_t *info_buf)
+raise_remote(const mg__buf_t *info_buf, const char *factory_name)
 {
     PyObject *info = mg__decode(info_buf);
     if (info == NULL)
         return NULL;
-    PyObject *factory = mg__import_attr("manygil._errors", "_execution_failed");
+    PyObject *factory = mg__import_attr("manygil._errors", factory_name);
     PyObject *exc = factory ? PyObject_CallOneArg(factory, info) : NULL;
     Py_XDECREF(factory);
     Py_DECREF(info);
@@ -71,10 +79,12 @@ run_and_decode(int64_t id, const char *what, mg__runfn_t fn, void *arg)
      * interrupted; here the signal's own handler speaks (KeyboardInterrupt). */
     if (what != NULL && PyErr_CheckSignals() < 0)
         goto done;
-    if (rc)
+    if (rc == RESULT_UNSHAREABLE && out.len > 0)
+        raise_remote(&out, "_result_not_shareable");
+    else if (rc)
         mg__raise(rc, "interpreter %lld", (long long)id);
     else if (raised)
-        raise_remote(&out);
+        raise_remote(&out, "_execution_failed");
     else
         res = mg__decode_consume(&out);
 done:
@@ -174,7 +184,29 @@ core_exec(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 
 /* ---- call -------------------------------------------------------------- */
 
-/* In the target: decode (fn, args, kwargs), call, encode the result. */
+/* After encoding a result failed (exception set): if it failed because the
+ * value cannot cross (NotShareableError), capture that into out and return
+ * RESULT_UNSHAREABLE; else -1 with the exception still set. */
+static int
+result_encode_failed(mg__buf_t *out)
+{
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *cls = mg__import_attr("manygil._errors", "NotShareableError");
+    int unshareable = cls != NULL && PyErr_GivenExceptionMatches(exc, cls);
+    Py_XDECREF(cls);
+    if (!unshareable) {
+        if (cls == NULL)
+            PyErr_Clear();          /* the encoding error is the one to report */
+        PyErr_SetRaisedException(exc);
+        return -1;
+    }
+    PyErr_SetRaisedException(exc);
+    int rc = mg__capture_exception(out);
+    return rc ? rc : RESULT_UNSHAREABLE;
+}
+
+/* In the target: decode (fn, args, kwargs), call it as at the top of a
+ * script in __main__ (mg__call_as_script), encode the result. */
 static int
 call_in_target(void *varg, mg__buf_t *out)
 {
@@ -193,12 +225,14 @@ call_in_target(void *varg, mg__buf_t *out)
     PyObject *kwargs = PyTuple_GET_ITEM(triple, 2);
     mg__user_code_t uc;
     if (mg__user_code_enter(&uc) == 0)          /* interrupts land only here */
-        res = PyObject_Call(fn, fargs, kwargs == Py_None ? NULL : kwargs);
+        res = mg__call_as_script(fn, fargs, kwargs == Py_None ? NULL : kwargs);
     mg__user_code_leave(&uc);
     if (res == NULL)
         goto done;
     mg__buf_clear(out);
     rc = mg__encode(res, out);
+    if (rc < 0)
+        rc = result_encode_failed(out);
 done:
     Py_XDECREF(res);
     Py_XDECREF(triple);
@@ -438,7 +472,37 @@ core_is_running(PyObject *mod, PyObject *arg)
     int rc = mg__registry_is_running(id);
     if (rc < 0)
         return mg__raise(rc, "interpreter %lld", (long long)id);
+    /* The main interpreter runs the program's main thread until exit
+     * begins (as concurrent.interpreters says of it). */
+    if (id == PyInterpreterState_GetID(PyInterpreterState_Main()) && !mg__interp_exit_started())
+        rc = 1;
     return PyBool_FromLong(rc);
+}
+
+PyDoc_STRVAR(whence_doc,
+"_whence(id)\n--\n\n"
+"Where interpreter `id` came from, in concurrent.interpreters' words:\n"
+"'runtime init' (the main interpreter), 'C-API' (made by manygil with\n"
+"Py_NewInterpreterFromConfig), or None for the current interpreter when\n"
+"manygil did not make it.  InterpreterNotFoundError for any other id.");
+
+static PyObject *
+core_whence(PyObject *mod, PyObject *arg)
+{
+    (void)mod;
+    int64_t id;
+    if (parse_id(arg, &id) < 0)
+        return NULL;
+    if (id < 0)
+        return PyErr_Format(PyExc_ValueError,
+                            "interpreter ID must be a non-negative int, got %lld", (long long)id);
+    if (id == PyInterpreterState_GetID(PyInterpreterState_Main()))
+        return PyUnicode_FromString("runtime init");
+    if (mg__registry_is_running(id) >= 0)
+        return PyUnicode_FromString("C-API");
+    if (id == PyInterpreterState_GetID(PyInterpreterState_Get()))
+        Py_RETURN_NONE;
+    return mg__raise(MG_ENOTFOUND, "interpreter %lld", (long long)id);
 }
 
 PyDoc_STRVAR(list_all_doc,
@@ -555,6 +619,7 @@ static PyMethodDef core_methods[] = {
     {"prepare_main", (PyCFunction)(void (*)(void))core_prepare_main, METH_FASTCALL,
      prepare_main_doc},
     {"is_running", core_is_running, METH_O, is_running_doc},
+    {"_whence", core_whence, METH_O, whence_doc},
     {"_end_at_exit", core_end_at_exit, METH_NOARGS, end_at_exit_doc},
     {"list_all", core_list_all, METH_NOARGS, list_all_doc},
     {"get_current", core_get_current, METH_NOARGS, "get_current()\n--\n\nId of the current interpreter."},

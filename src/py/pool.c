@@ -24,6 +24,7 @@
 #include "py/errors.h"
 #include "py/interp.h"
 #include "py/pool_workers.h"
+#include "py/runsrc.h"
 #include "py/state.h"
 #include "core/channel.h"
 #include "core/pool.h"
@@ -99,7 +100,22 @@ run_map(PyObject *fn, PyObject *items, int star)
     return Py_BuildValue("(NO)", results, Py_None);
 }
 
-/* Run t in this interpreter: status and result set, payload freed. */
+typedef struct {
+    PyObject *fn, *items;
+    int star;
+} map_arg_t;
+
+/* run_map as a mg__run_as_script callback. */
+static PyObject *
+run_map_cb(void *arg)
+{
+    map_arg_t *m = arg;
+    return run_map(m->fn, m->items, m->star);
+}
+
+/* Run t in this interpreter: status and result set, payload freed.  Tasks
+ * run as at the top of a script in the worker's __main__
+ * (mg__call_as_script): exec, eval, globals, vars work there. */
 static void
 run_task(mg__task_t *t)
 {
@@ -113,14 +129,13 @@ run_task(mg__task_t *t)
         PyObject *fn, *args, *kwargs;
         if (!PyArg_ParseTuple(p, "OO!O:task", &fn, &PyTuple_Type, &args, &kwargs))
             goto raised;
-        res = PyObject_Call(fn, args, kwargs == Py_None ? NULL : kwargs);
+        res = mg__call_as_script(fn, args, kwargs == Py_None ? NULL : kwargs);
     }
     else {
-        PyObject *fn, *items;
-        int star;
-        if (!PyArg_ParseTuple(p, "OO!p:map task", &fn, &PyList_Type, &items, &star))
+        map_arg_t m;
+        if (!PyArg_ParseTuple(p, "OO!p:map task", &m.fn, &PyList_Type, &m.items, &m.star))
             goto raised;
-        res = run_map(fn, items, star);
+        res = mg__run_as_script(run_map_cb, &m);
     }
     if (res == NULL || mg__encode(res, &t->result) < 0)
         goto raised;
@@ -162,7 +177,7 @@ run_initializer(workers_t *w)
     PyObject *fn, *args;
     PyObject *res = NULL;
     if (PyArg_ParseTuple(init, "OO!:initializer", &fn, &PyTuple_Type, &args))
-        res = PyObject_Call(fn, args, NULL);
+        res = mg__call_as_script(fn, args, NULL);
     Py_DECREF(init);
     if (res == NULL)
         return -1;

@@ -18,4 +18,20 @@ typedef struct {
 PyObject *mg__run_cached_source(mg__srccache_t *cache, const char *src,
                                 const char *filename, PyObject *globals);
 
+/* Call fn(*args, **kwargs) (kwargs may be NULL) as at the top of a script
+ * in the current interpreter's __main__: from a module-level frame whose
+ * globals and locals are __main__'s dict, so builtins that use their
+ * caller's frame (exec, eval, globals, locals, vars, dir) work on __main__.
+ * Nothing is bound in __main__.  The frame does not show in the traceback
+ * of an exception fn raises.  A Python function or method, which runs in a
+ * frame of its own anyway, is called directly (no caller frame).  Returns
+ * the result, or NULL with an exception. */
+PyObject *mg__call_as_script(PyObject *fn, PyObject *args, PyObject *kwargs);
+
+/* Run cb(arg) inside such a frame (what cb calls through the C API sees
+ * __main__ as its caller's namespace): cb's result, or NULL with an
+ * exception.  For loops in C that call many functions (pool map tasks)
+ * under one frame. */
+PyObject *mg__run_as_script(PyObject *(*cb)(void *), void *arg);
+
 #endif /* MG_PY_RUNSRC_H */
