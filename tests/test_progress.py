@@ -175,3 +175,34 @@ def test_plain_bar_advances_before_consumption(pool, no_tqdm, capsys, tmp_path):
 def test_manygil_map_plain_bar(no_tqdm, capsys):
     assert list(manygil.map(pf.inc, range(8), workers=2, progress=True)) == list(range(1, 9))
     assert "8/8" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(60)
+def test_a_str_is_the_label(pool, fake_tqdm):
+    assert list(pool.map(pf.inc, range(3), progress="squares")) == [1, 2, 3]
+    (bar,) = fake_tqdm.made
+    assert bar.desc == "squares" and bar.n == 3
+
+
+@pytest.mark.timeout(60)
+def test_plain_bar_label(pool, no_tqdm, capsys):
+    assert list(pool.map(pf.inc, range(3), progress="squares")) == [1, 2, 3]
+    assert capsys.readouterr().err.split("\r")[-1].startswith("squares: 100%|")
+
+
+# --- the main job's demo: four runs, each with a bar, one table ----------------
+
+@pytest.mark.timeout(180)
+def test_demo_runs_four_ways_with_bars(no_tqdm, capsys):
+    from manygil import _demo
+    rows = _demo.main(limit=60_000, workers=2)
+    out, err = capsys.readouterr()
+    assert [r[0] for r in rows] == ["sequential (one thread)", "ThreadPoolExecutor(2)",
+                                    "ProcessPoolExecutor(2)", "manygil InterpreterPoolExecutor(2)"]
+    for label in ("sequential", "threads", "processes", "manygil"):
+        assert f"{label}: 100%|" in err, err
+    assert out.count("\n| ") == 4 + 1                    # header + one row per run
+    assert "6,057 primes below 60,000" in out
+    if rows[0][2] is not None:
+        # The worker processes' memory is counted: each is a whole interpreter.
+        assert rows[2][2] > rows[0][2] + 10 * 2**20, rows

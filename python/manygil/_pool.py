@@ -417,7 +417,7 @@ class InterpreterPoolExecutor(Executor):
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
             chunksize: int | None = None, buffersize: int | None = None,
-            progress: bool = False) -> Iterator[Any]:
+            progress: bool | str = False) -> Iterator[Any]:
         """Like ``map(fn, *iterables)``, on the workers: results in order.
 
         Lazy: items are taken from the iterables as results are consumed, at
@@ -429,7 +429,8 @@ class InterpreterPoolExecutor(Executor):
         empty iterator.  An item that cannot cross raises its
         NotShareableError where its result would be yielded.
         ``progress=True`` shows a progress bar (tqdm if importable, else a
-        plain one on stderr) advanced as results arrive."""
+        plain one on stderr; its total from len() when the iterables have
+        one) advanced as results arrive; a str is also the bar's label."""
         if buffersize is not None and not isinstance(buffersize, int):
             raise TypeError("buffersize must be an integer or None")
         if buffersize is not None and buffersize < 1:
@@ -449,7 +450,9 @@ class InterpreterPoolExecutor(Executor):
             known = None
         planner = _ChunkPlanner(chunksize, known, self._max_workers)
         pending: deque[_ChunkFuture] = deque()
-        bar = _progress.make(known) if progress else None
+        bar = None
+        if progress:
+            bar = _progress.make(known, progress if isinstance(progress, str) else "")
         failed = False
 
         def fill() -> None:
@@ -590,7 +593,7 @@ def _shutdown_all() -> None:
 
 
 def map(fn: Callable[..., Any], iterable: Iterable[Any], *, workers: int | None = None,
-        chunksize: int | None = None, progress: bool = False) -> Iterator[Any]:
+        chunksize: int | None = None, progress: bool | str = False) -> Iterator[Any]:
     """``InterpreterPoolExecutor().map(fn, iterable)`` over a default pool
     (one per worker count, created on first use, closed at exit);
     ``progress=True`` shows a progress bar as results arrive."""
