@@ -192,6 +192,7 @@ def test_exit_with_broken_pool(tmp_path):
     assert sep and head == "", describe(proc)
     assert logged.count("Traceback (most recent call last)") == 1, describe(proc)
     assert logged.rstrip().endswith("InitError: initializer failed"), describe(proc)
+    assert "Fatal Python error" not in proc.stderr and "Exception ignored" not in proc.stderr
     proc.stderr = ""
     _assert_clean(proc)
     assert proc.stdout.splitlines() == ["broken"], describe(proc)
