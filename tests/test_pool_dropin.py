@@ -49,6 +49,18 @@ def test_unshareable_task_fails_its_future(pool, how):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.skipif(not hasattr(cf, "InterpreterPoolExecutor"), reason="the stdlib's pool is 3.14+")
+def test_unshareable_argument_as_the_stdlib_interpreter_pool(pool):
+    lock = threading.Lock()
+    with cf.InterpreterPoolExecutor(1) as std:
+        ref = std.submit(len, lock).exception(30)
+    got = pool.submit(len, lock).exception(30)
+    assert type(ref).__name__ == type(got).__name__ == "NotShareableError"
+    assert isinstance(ref, TypeError) and isinstance(got, TypeError)
+    assert ref.__cause__ is not None and got.__cause__ is not None
+
+
+@pytest.mark.timeout(60)
 def test_unshareable_futures_mix_with_good_ones_in_as_completed(pool):
     bad = threading.Lock()
     futs = {pool.submit(pf.identity, bad if i % 3 == 0 else i): i for i in range(12)}
