@@ -7,9 +7,10 @@ trial division, split into chunks -- runs four ways: sequentially, on
 time, speedup and peak memory for each: the numbers a user needs to choose.
 
 Time: from creating the executor to its shutdown (start-up included).
-Memory: the peak of the resident set (RSS) of this process plus all its
-descendant processes (the worker processes, and the forkserver), sampled
-every 20 ms while the run lasts; this process's own exact peak (VmHWM,
+Memory: the peak of the resident set (RSS) of this process plus the
+descendant processes started during the run (the worker processes, and the
+forkserver; one left from an earlier run is not counted), sampled every
+20 ms while the run lasts; this process's own exact peak (VmHWM,
 reset before each run through /proc/self/clear_refs) is taken too, so a
 spike between samples is not missed for in-process runs.  RSS counts pages
 that forked children share with their parent once per process.  Linux only
@@ -83,21 +84,23 @@ def _descendants(pid: int) -> list[int]:
 
 
 class PeakMemory:
-    """Peak RSS (bytes) of this process plus its descendants over a ``with``
-    block, sampled every ``interval`` s, combined with this process's
-    VmHWM; ``peak`` is None where /proc is missing."""
+    """Peak RSS (bytes) of this process plus the descendants started
+    during a ``with`` block, sampled every ``interval`` s, combined with
+    this process's VmHWM; ``peak`` is None where /proc is missing."""
 
     def __init__(self, interval: float = 0.02) -> None:
         self.interval = interval
         self.ok = os.path.exists(f"/proc/{os.getpid()}/task")
         self.peak: int | None = None
         self._max_kb = 0
+        self._before: set[int] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _sample(self) -> None:
         me = os.getpid()
-        kb = _status_kb(me, "VmRSS") + sum(_status_kb(p, "VmRSS") for p in _descendants(me))
+        kids = [p for p in _descendants(me) if p not in self._before]
+        kb = _status_kb(me, "VmRSS") + sum(_status_kb(p, "VmRSS") for p in kids)
         self._max_kb = max(self._max_kb, kb)
 
     def _loop(self) -> None:
@@ -106,6 +109,7 @@ class PeakMemory:
 
     def __enter__(self) -> "PeakMemory":
         if self.ok:
+            self._before = set(_descendants(os.getpid()))
             try:
                 with open("/proc/self/clear_refs", "w") as f:
                     f.write("5")                # reset VmHWM to the current RSS
@@ -214,7 +218,8 @@ def main(limit: int = 1_500_000, workers: int | None = None) -> list[tuple[str, 
         rows.append((name if run is run_sequential else f"{name}({workers})", elapsed, mem.peak))
     t_seq = rows[0][1]
     print(f"\n{expected:,} primes below {limit:,}; time from creating the executor to its "
-          f"shutdown; peak RSS of this process + its child processes (sampled every 20 ms)\n")
+          f"shutdown; peak RSS of this process + the child processes started during the run "
+          f"(sampled every 20 ms)\n")
     print("| run | time | speedup | peak memory |")
     print("|---|---:|---:|---:|")
     for name, elapsed, peak in rows:
