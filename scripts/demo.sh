@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: build manygil for the newest CPython >= 3.12 found, then run
-# the same CPU-bound pure-Python workload sequentially and on all cores
-# (python -m manygil demo) and print both times and the speedup.  With no
+# one CPU-bound pure-Python workload sequentially, on ThreadPoolExecutor, on
+# ProcessPoolExecutor and on manygil's pool, each with a progress bar
+# (python -m manygil demo), and print one table: time, speedup, peak memory.  With no
 # CPython >= 3.12 on PATH or under pyenv, it uses Debian's 3.15 in the sid
 # root of scripts/debian-root.sh (needs root and Debian's archive).
 # Usage: scripts/demo.sh [--limit N] [--workers N]

@@ -187,6 +187,13 @@ def test_exit_with_broken_pool(tmp_path):
             except manygil.BrokenInterpreterPool:
                 print("broken")
         """, timeout=60)
+    # The one traceback is the initializer's, logged as the stdlib pools log it.
+    head, sep, logged = proc.stderr.partition("Exception in initializer:\n")
+    assert sep and head == "", describe(proc)
+    assert logged.count("Traceback (most recent call last)") == 1, describe(proc)
+    assert logged.rstrip().endswith("InitError: initializer failed"), describe(proc)
+    assert "Fatal Python error" not in proc.stderr and "Exception ignored" not in proc.stderr
+    proc.stderr = ""
     _assert_clean(proc)
     assert proc.stdout.splitlines() == ["broken"], describe(proc)
 

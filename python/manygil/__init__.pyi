@@ -2,6 +2,7 @@ import queue
 import threading
 from collections.abc import Buffer, Coroutine, Iterable, Iterator
 from concurrent.futures import BrokenExecutor, Executor, Future
+from concurrent.futures.thread import BrokenThreadPool
 from types import CodeType
 from typing import Any, Callable, TypeVar
 
@@ -148,19 +149,20 @@ class SharedBuffer:
 
 # ---- the pool ---------------------------------------------------------------
 
-class BrokenInterpreterPool(BrokenExecutor): ...
+class BrokenInterpreterPool(BrokenThreadPool): ...
 
 class InterpreterPoolExecutor(Executor):
-    def __init__(self, max_workers: int | None = None, *,
-                 initializer: Callable[..., object] | None = None, initargs: tuple = (),
-                 thread_name_prefix: str = "", max_tasks_per_worker: int | None = None,
+    def __init__(self, max_workers: int | None = None, thread_name_prefix: str = "",
+                 initializer: Callable[..., object] | None = None, initargs: tuple = (), *,
+                 max_tasks_per_worker: int | None = None,
                  task_timeout: float | None = None, interrupt_grace: float = 2.0,
                  warn_after: float | None = None,
                  on_hang: Callable[[HangReport], object] | None = None) -> None: ...
     def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]: ...
     def map(self, fn: Callable[..., _T], *iterables: Iterable[Any], timeout: float | None = None,
-            chunksize: int | None = None, buffersize: int | None = None) -> Iterator[_T]: ...
+            chunksize: int | None = None, buffersize: int | None = None,
+            progress: bool | str = False) -> Iterator[_T]: ...
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None: ...
 
 def map(fn: Callable[..., _T], iterable: Iterable[Any], *, workers: int | None = None,
-        chunksize: int | None = None) -> Iterator[_T]: ...
+        chunksize: int | None = None, progress: bool | str = False) -> Iterator[_T]: ...

@@ -1,7 +1,9 @@
 """Command line: ``python -m manygil {demo,check} ...``.
 
 ``python -m manygil demo``
-    Run a CPU-bound workload sequentially and on all cores; print the speedup.
+    Run one CPU-bound workload sequentially, on ThreadPoolExecutor, on
+    ProcessPoolExecutor and on manygil's pool; print time, speedup and peak
+    memory of each.
 
 ``python -m manygil check MODULE [MODULE ...]``
     Say, for each module, whether it imports in an isolated own-GIL
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m manygil", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="CPU-bound workload: sequential vs all cores")
+    p_demo = sub.add_parser("demo", help="CPU-bound workload: sequential, threads, processes, manygil")
     p_demo.add_argument("--limit", type=int, default=1_500_000,
                         help="count primes below this (default 1,500,000)")
     p_demo.add_argument("--workers", type=int, default=None,

@@ -14,12 +14,15 @@ import threading
 import time
 import weakref
 from collections import deque
-from concurrent.futures import BrokenExecutor, Executor, Future, InvalidStateError
+from concurrent.futures import Executor, Future, InvalidStateError
+from concurrent.futures._base import LOGGER as _LOGGER
+from concurrent.futures.thread import BrokenThreadPool
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
-from . import _core
+from . import _core, _progress
 from ._errors import ExceptionInfo, ExceptionType, ExecutionFailed, TaskTimeout
 from . import _watch
+from ._errors import InterpreterError, NotShareableError
 
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Iterator
@@ -40,9 +43,10 @@ _WINDOW_PER_WORKER = 4
 _REPORT_FLUSH_TIMEOUT = 2.0
 
 
-class BrokenInterpreterPool(BrokenExecutor):
+class BrokenInterpreterPool(BrokenThreadPool):
     """A worker of an InterpreterPoolExecutor failed to start (its
-    initializer raised): pending and later tasks fail with this."""
+    initializer raised): pending and later tasks fail with this.  A
+    ``BrokenThreadPool``, as the stdlib's ``BrokenInterpreterPool`` is."""
 
 
 class _RemoteTraceback(Exception):
@@ -78,6 +82,7 @@ class _TaskFuture(Future):
     (a running task cannot be cancelled)."""
 
     elapsed_ns = 0                  # the task's run time in its worker
+    unshareable = False             # its callable or arguments could not cross
 
     def __init__(self, pool: "InterpreterPoolExecutor", seq: int) -> None:
         super().__init__()
@@ -178,8 +183,10 @@ class InterpreterPoolExecutor(Executor):
     remote traceback), otherwise as :class:`ExecutionFailed`.
     """
 
-    def __init__(self, max_workers: int | None = None, *, initializer: Callable[..., Any] | None = None,
-                 initargs: tuple = (), thread_name_prefix: str = "",
+    _counter = itertools.count().__next__   # default thread name prefixes, as the stdlib's
+
+    def __init__(self, max_workers: int | None = None, thread_name_prefix: str = "",
+                 initializer: Callable[..., Any] | None = None, initargs: tuple = (), *,
                  max_tasks_per_worker: int | None = None, task_timeout: float | None = None,
                  interrupt_grace: float = 2.0, warn_after: float | None = None,
                  on_hang: Callable[[_watch.HangReport], Any] | None = None) -> None:
@@ -207,16 +214,23 @@ class InterpreterPoolExecutor(Executor):
         if max_tasks_per_worker is not None:
             if not isinstance(max_tasks_per_worker, int) or max_tasks_per_worker <= 0:
                 raise ValueError("max_tasks_per_worker must be a positive int")
+        if not isinstance(thread_name_prefix, str):
+            raise TypeError(f"thread_name_prefix must be a str, not {type(thread_name_prefix).__name__}")
         init = (initializer, tuple(initargs)) if initializer is not None else None
         self._max_workers = max_workers
-        self._core = _core._Pool(max_workers, init, max_tasks_per_worker or 0,
-                                 (thread_name_prefix or "manygil-worker")[:15])
+        # As the stdlib's: worker threads are named f"{prefix}_{n}" (the OS
+        # name: its first 15 bytes, as threading does on 3.14).
+        prefix = thread_name_prefix or f"InterpreterPoolExecutor-{self._counter()}"
+        self._thread_name_prefix = prefix
+        os_prefix = prefix.encode()[:15].decode(errors="ignore")
+        self._core = _core._Pool(max_workers, init, max_tasks_per_worker or 0, os_prefix)
         self._futures: dict[int, Future] = {}
         self._seq = itertools.count(1)
         self._shutdown_lock = threading.Lock()
         self._shutdown = False
         self._broken: BaseException | None = None
-        name = (thread_name_prefix or f"InterpreterPoolExecutor-{id(self):x}") + "-collector"
+        self._broken_lock = threading.Lock()
+        name = prefix + "-collector"
         self._collector = threading.Thread(target=self._collect_loop, name=name, daemon=True)
         self._collector.start()
         if self._task_timeout is not None or self._warn_after is not None:
@@ -313,19 +327,31 @@ class InterpreterPoolExecutor(Executor):
     # ---- results --------------------------------------------------------
 
     def _broken_error(self) -> BaseException:
-        if self._broken is None:
+        """The pool's BrokenInterpreterPool, made (and its cause logged as
+        the stdlib pools log a failed initializer: "Exception in
+        initializer:", CRITICAL, logger ``concurrent.futures``) once, by
+        whichever thread first learns that the pool is broken."""
+        with self._broken_lock:
+            if self._broken is not None:
+                return self._broken
             info = self._core.broken_info()
             detail = ""
+            cause: BaseException | None = None
             if isinstance(info, str):
                 detail = f": CPython could not create its interpreter: {info}"
+                cause = InterpreterError(f"CPython could not create an interpreter: {info}")
             elif info is not None:
                 detail = f": the initializer raised {info[0]}: {info[3]}"
+                cause = _exception_from_info(info)
             exc = BrokenInterpreterPool(
                 "a worker interpreter failed to start; the pool cannot run tasks" + detail)
             if isinstance(info, tuple):
-                exc.__cause__ = _exception_from_info(info)
+                exc.__cause__ = cause
             self._broken = exc
-        return self._broken
+        if cause is not None:
+            _LOGGER.critical("Exception in initializer:",
+                             exc_info=(type(cause), cause, cause.__traceback__))
+        return exc
 
     def _resolve_finished(self, timeout: float | None) -> bool:
         """Hand the finished tasks to their futures (waiting up to timeout
@@ -346,6 +372,8 @@ class InterpreterPoolExecutor(Executor):
             pass
         # Nothing more will finish (shut down and drained, or broken): fail
         # whatever is left.
+        if self._core.stats()["broken"]:
+            self._broken_error()            # logs the initializer's failure
         for seq in list(self._futures):
             fut = self._futures.pop(seq, None)
             if fut is not None and not fut.done():
@@ -354,7 +382,10 @@ class InterpreterPoolExecutor(Executor):
     # ---- submitting -----------------------------------------------------
 
     def _queue(self, fut: _TaskFuture, submit: Callable[[int], None]) -> None:
-        """Register fut under a new seq and queue its task with submit(seq)."""
+        """Register fut under a new seq and queue its task with submit(seq).
+        A task whose callable or arguments cannot cross does not raise:
+        its NotShareableError (the cause chained) is set on fut, as the
+        stdlib's InterpreterPoolExecutor and ProcessPoolExecutor do."""
         with self._shutdown_lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
@@ -365,7 +396,13 @@ class InterpreterPoolExecutor(Executor):
                 submit(seq)
             except BrokenInterpreterPool:
                 del self._futures[seq]
-                raise self._broken_error() from None
+                broken = self._broken_error()
+                # (not "from None": that would wipe the shared exception's cause)
+                raise broken from broken.__cause__
+            except NotShareableError as exc:
+                del self._futures[seq]
+                fut.unshareable = True
+                fut.set_exception(exc)
             except BaseException:
                 del self._futures[seq]
                 raise
@@ -384,7 +421,8 @@ class InterpreterPoolExecutor(Executor):
         return fut
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
-            chunksize: int | None = None, buffersize: int | None = None) -> Iterator[Any]:
+            chunksize: int | None = None, buffersize: int | None = None,
+            progress: bool | str = False) -> Iterator[Any]:
         """Like ``map(fn, *iterables)``, on the workers: results in order.
 
         Lazy: items are taken from the iterables as results are consumed, at
@@ -392,32 +430,52 @@ class InterpreterPoolExecutor(Executor):
         endless or huge generator runs in bounded memory.  ``chunksize``
         items go to a worker at once; by default it adapts so that a chunk
         is about 2 ms of work.  ``timeout`` (seconds, from this call) bounds
-        the wait for each result (TimeoutError)."""
-        if not iterables:
-            raise TypeError("map() must have at least one iterable")
+        the wait for each result (TimeoutError).  With no iterables: an
+        empty iterator.  An item that cannot cross raises its
+        NotShareableError where its result would be yielded.
+        ``progress=True`` shows a progress bar (tqdm if importable, else a
+        plain one on stderr; its total from len() when the iterables have
+        one) advanced as results arrive; a str is also the bar's label."""
+        if buffersize is not None and not isinstance(buffersize, int):
+            raise TypeError("buffersize must be an integer or None")
+        if buffersize is not None and buffersize < 1:
+            raise ValueError("buffersize must be None or > 0")
         if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
             raise ValueError("chunksize must be >= 1")
-        if buffersize is not None and (not isinstance(buffersize, int) or buffersize < 1):
-            raise ValueError("buffersize must be a positive int or None")
+        if not iterables:
+            return iter(())
         deadline = None if timeout is None else time.monotonic() + timeout
         star = len(iterables) > 1
         items = zip(*iterables) if star else iter(iterables[0])
         window = buffersize or self._max_workers * _WINDOW_PER_WORKER
         known = None
-        if chunksize is None:
-            try:
-                known = min(len(it) for it in iterables)  # type: ignore[arg-type]
-            except TypeError:
-                known = None
+        try:
+            known = min(len(it) for it in iterables)  # type: ignore[arg-type]
+        except TypeError:
+            known = None
         planner = _ChunkPlanner(chunksize, known, self._max_workers)
         pending: deque[_ChunkFuture] = deque()
+        bar = None
+        if progress:
+            bar = _progress.make(known, progress if isinstance(progress, str) else "")
+        failed = False
 
         def fill() -> None:
-            while len(pending) < window:
+            nonlocal failed
+            while not failed and len(pending) < window:
                 chunk = list(itertools.islice(items, planner.next_size()))
                 if not chunk:
                     return
-                pending.append(self._submit_chunk(fn, chunk, star))
+                fut = self._submit_chunk(fn, chunk, star)
+                if fut.unshareable:
+                    failed = True           # nothing is queued after this chunk
+                    new = self._split_unshareable(fn, chunk, star, fut.exception())
+                else:
+                    new = [fut]
+                pending.extend(new)
+                if bar is not None:
+                    for f in new:
+                        _progress.track(bar, f)
 
         fill()                      # start the work now, as Executor.map does
 
@@ -431,12 +489,34 @@ class InterpreterPoolExecutor(Executor):
                     planner.observe(len(values) + (info is not None), fut.elapsed_ns)
                     fill()
                     yield from values
+                    if isinstance(info, BaseException):
+                        raise info
                     if info is not None:
                         raise _exception_from_info(info)
             finally:
                 for fut in pending:
                     fut._cancel(running_too=False)   # as the stdlib: running chunks finish
+                if bar is not None:
+                    bar.close()
         return results()
+
+    def _split_unshareable(self, fn: Callable[..., Any], chunk: list, star: bool,
+                           exc: BaseException) -> list["_ChunkFuture"]:
+        """For a chunk that could not cross: the items before the first one
+        that cannot (queued as a chunk of their own), then a done future
+        that yields nothing and raises exc -- so map() yields those results
+        and then raises where that item's result would be."""
+        from ._api import is_shareable
+        first = 0
+        if is_shareable(fn):
+            first = next((i for i, item in enumerate(chunk) if not is_shareable(item)), 0)
+        out = []
+        if first:
+            out.append(self._submit_chunk(fn, chunk[:first], star))
+        failed = _ChunkFuture(self, 0)
+        failed.set_result(([], exc))
+        out.append(failed)
+        return out
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Refuse new tasks; with ``cancel_futures`` cancel the queued ones;
@@ -518,15 +598,16 @@ def _shutdown_all() -> None:
 
 
 def map(fn: Callable[..., Any], iterable: Iterable[Any], *, workers: int | None = None,
-        chunksize: int | None = None) -> Iterator[Any]:
+        chunksize: int | None = None, progress: bool | str = False) -> Iterator[Any]:
     """``InterpreterPoolExecutor().map(fn, iterable)`` over a default pool
-    (one per worker count, created on first use, closed at exit)."""
+    (one per worker count, created on first use, closed at exit);
+    ``progress=True`` shows a progress bar as results arrive."""
     n = workers or _default_workers()
     with _default_lock:
         pool = _default_pools.get(n)
         if pool is None or pool._shutdown:
             pool = _default_pools[n] = InterpreterPoolExecutor(n)
-    return pool.map(fn, iterable, chunksize=chunksize)
+    return pool.map(fn, iterable, chunksize=chunksize, progress=progress)
 
 
 if _core.get_current() == _core.get_main():

@@ -282,10 +282,17 @@ worker_main(void *varg)
 {
     worker_arg_t *arg = varg;
     workers_t *w = arg->w;
-    slot_t *s = &w->slots[arg->slot];
+    int slot = arg->slot;
+    slot_t *s = &w->slots[slot];
     free(arg);
-    if (w->name[0])
-        pthread_setname_np(pthread_self(), w->name);
+    if (w->name[0]) {
+        /* "prefix_slot", cut to the OS limit, as threading names the
+         * stdlib pools' workers ("prefix_n"). */
+        char name[32];          /* 15 + "_" + an int's 11: never cut here */
+        snprintf(name, sizeof name, "%s_%d", w->name, slot);
+        name[15] = '\0';
+        pthread_setname_np(pthread_self(), name);
+    }
     PyInterpreterConfig config = mg__isolated_config();
     int again = 1;
     while (again) {
