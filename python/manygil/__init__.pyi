@@ -1,7 +1,7 @@
 import queue
 import threading
 from collections.abc import Buffer, Coroutine, Iterable, Iterator
-from concurrent.futures import BrokenExecutor, Executor, Future
+from concurrent.futures import Executor, Future
 from concurrent.futures.thread import BrokenThreadPool
 from types import CodeType
 from typing import Any, Callable, TypeVar
