@@ -31,6 +31,7 @@ import os
 import sys
 import types
 
+from . import _owngil
 from ._errors import NotShareableError
 
 _MAIN_NAMES = ("__main__", "__mp_main__")
@@ -101,11 +102,23 @@ def _in_subinterpreter() -> bool:
     return _core.get_current() != _core.get_main()
 
 
+_UNKNOWN = object()
+_refusals = _owngil.refusals
+
+
 class _Pickler(_pickle.Pickler):
     def reducer_override(self, obj):
+        # Types from extensions that refuse own-GIL interpreters: the target
+        # could not rebuild them (one dict lookup per type after the first).
+        tp = obj if isinstance(obj, type) else type(obj)
+        refusal = _refusals.get(tp, _UNKNOWN)
+        if refusal is _UNKNOWN:
+            refusal = _owngil.find_refusal(tp)
+        if refusal is not None:
+            raise NotShareableError(_owngil.message(obj, refusal))
         if isinstance(obj, types.FunctionType):
             return _reduce_function(obj)
-        if isinstance(obj, type):
+        if tp is obj:
             return _reduce_class(obj)
         if isinstance(obj, types.ModuleType):
             return importlib.import_module, (obj.__name__,)
