@@ -36,7 +36,14 @@ refusals: dict[object, tuple[str, str, str] | None] = {}
 _MAX_CACHED = 4096                          # bounds the cache for made-up types
 
 _SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
-_STDLIB = os.path.realpath(sysconfig.get_path("platstdlib")) + os.sep
+# The stdlib's folders (lib-dynload sits in one) -- of the base install, not
+# of a venv, whose "platstdlib" is the venv's own lib folder.
+_STDLIB = tuple({os.path.realpath(p) + os.sep for p in (
+    os.path.dirname(os.__file__),
+    sysconfig.get_path("platstdlib", vars={"platbase": sys.base_exec_prefix,
+                                           "base": sys.base_prefix}),
+    sysconfig.get_path("stdlib", vars={"installed_base": sys.base_prefix,
+                                       "base": sys.base_prefix})) if p})
 _SITE = tuple(os.path.realpath(p) + os.sep for p in {
     sysconfig.get_path("platlib"), sysconfig.get_path("purelib")} if p)
 _by_file: dict[str, object] = {}
@@ -144,7 +151,7 @@ def _third_party_extension(module: object) -> bool:
     if not isinstance(path, str) or not path.endswith(_SUFFIXES):
         return False
     path = os.path.realpath(path)
-    return not path.startswith(_STDLIB) or path.startswith(_SITE)
+    return not path.startswith(_STDLIB) or path.startswith(_SITE)  # site-packages may sit inside
 
 
 def _module_by_file(path: str) -> object | None:

@@ -107,18 +107,18 @@ _refusals = _owngil.refusals
 
 
 class _Pickler(_pickle.Pickler):
-    def reducer_override(self, obj):
+    def reducer_override(self, obj, _get=_refusals.get, _unknown=_UNKNOWN):
         # Types from extensions that refuse own-GIL interpreters: the target
         # could not rebuild them (one dict lookup per type after the first).
-        tp = obj if isinstance(obj, type) else type(obj)
-        refusal = _refusals.get(tp, _UNKNOWN)
-        if refusal is _UNKNOWN:
-            refusal = _owngil.find_refusal(tp)
+        refusal = _get(type(obj), _unknown)
         if refusal is not None:
-            raise NotShareableError(_owngil.message(obj, refusal))
+            _refuse(obj, type(obj), refusal)
         if isinstance(obj, types.FunctionType):
             return _reduce_function(obj)
-        if tp is obj:
+        if isinstance(obj, type):
+            refusal = _get(obj, _unknown)
+            if refusal is not None:
+                _refuse(obj, obj, refusal)
             return _reduce_class(obj)
         if isinstance(obj, types.ModuleType):
             return importlib.import_module, (obj.__name__,)
@@ -129,6 +129,15 @@ class _Pickler(_pickle.Pickler):
         if type(obj).__module__ in _PURE_FALLBACKS:
             return _reduce_pure_fallback(obj)
         return NotImplemented
+
+
+def _refuse(obj: object, tp: type, refusal) -> None:
+    """NotShareableError if tp comes from an extension that refuses own-GIL
+    interpreters (refusal: its cached verdict, or _UNKNOWN)."""
+    if refusal is _UNKNOWN:
+        refusal = _owngil.find_refusal(tp)
+    if refusal is not None:
+        raise NotShareableError(_owngil.message(obj, refusal))
 
 
 def _reduce_memoryview(mv: memoryview):
