@@ -9,16 +9,17 @@ from . import _pickle
 from ._errors import NotShareableError
 
 
-def run(names: str, data: bytes, buffers: list | None) -> list:
-    """Rebuild the calls [(fn, args, kwargs), ...] pickled in data and run
-    them in order; NotShareableError naming the functions when they cannot
-    be loaded here."""
+def run(names: str, data: bytes, buffers: list | None, calls: list) -> list:
+    """Run a batch: calls are (i, args) or (i, args, kwargs), i indexing the
+    functions pickled in data; NotShareableError naming the functions when
+    they cannot be loaded here."""
     try:
-        calls = _pickle.loads(data, buffers)
+        funcs = _pickle.loads(data, buffers)
     except Exception as exc:
         raise NotShareableError(_cannot_load(names, exc)) from exc
     try:
-        return [fn(*args, **kwargs) for fn, args, kwargs in calls]
+        return [funcs[c[0]](*c[1], **c[2]) if len(c) == 3 else funcs[c[0]](*c[1])
+                for c in calls]
     except ImportError as exc:
         if not _through_joblib(exc):
             raise

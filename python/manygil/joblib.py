@@ -84,15 +84,26 @@ class ManygilBackend(AutoBatchingMixin, ParallelBackendBase):
         return SequentialBackend(nesting_level=(self.nesting_level or 0) + 1), None
 
     def submit(self, func, callback=None):
-        # func is joblib's BatchedCalls; its calls are sent, not the object:
-        # joblib itself cannot be imported in a worker (see _batch).
-        calls = [tuple(item) for item in func.items]
-        payload = _pickle.dumps(calls)      # NotShareableError: nothing sent
+        # func is joblib's BatchedCalls; its calls are sent, not the object
+        # (joblib cannot be imported in a worker, see _batch): the batch's
+        # distinct functions pickled here -- so a function that cannot load
+        # there is reported by name -- and the arguments as manygil values.
+        funcs: list = []
+        index: dict[int, int] = {}
+        calls = []
+        for fn, args, kwargs in func.items:
+            i = index.get(id(fn))
+            if i is None:
+                i = index[id(fn)] = len(funcs)
+                funcs.append(fn)
+            calls.append((i, args, kwargs) if kwargs else (i, args))
+        payload = _pickle.dumps(funcs)      # NotShareableError: nothing sent
         if isinstance(payload, tuple):
             data, buffers = payload[0], [pb.raw() for pb in payload[1]]
         else:
             data, buffers = payload, None
-        fut = self._workers.submit(_batch.run, _task_names(calls), data, buffers)
+        # A value that cannot cross raises NotShareableError here, unsent.
+        fut = self._workers.submit(_batch.run, _task_names(funcs), data, buffers, calls)
         with self._pending_lock:
             self._pending.add(fut)
         fut.add_done_callback(self._forget)
@@ -121,9 +132,9 @@ class ManygilBackend(AutoBatchingMixin, ParallelBackendBase):
         self.reset_batch_stats()
 
 
-def _task_names(calls: list) -> str:
+def _task_names(funcs: list) -> str:
     names: list[str] = []
-    for fn, _args, _kwargs in calls[:64]:
+    for fn in funcs[:64]:
         name = f"{getattr(fn, '__module__', None) or '?'}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
         if name not in names:
             names.append(name)
