@@ -120,3 +120,29 @@ def test_bad_n_jobs():
     with pytest.raises(ValueError, match="n_jobs == 0"):
         with joblib.parallel_config(backend="manygil", n_jobs=0):
             Parallel()(delayed(jf.square)(1) for _ in range(2))
+
+
+@pytest.mark.timeout(120)
+def test_functions_of_a_script_that_imports_joblib(tmp_path):
+    """The usual script imports joblib at its top, so workers cannot import
+    it: its functions (and the helpers they call) cross by value, as
+    cloudpickle sends them for loky."""
+    from helpers.proc import describe, run_script
+    proc = run_script(tmp_path, '''
+        import joblib, manygil, manygil.joblib
+        from joblib import Parallel, delayed
+
+        def helper(n):
+            return n * 10
+
+        def task(n):
+            return helper(n) + 1, manygil.get_current() != manygil.get_main()
+
+        if __name__ == "__main__":
+            with joblib.parallel_config(backend="manygil", n_jobs=2):
+                out = Parallel()(delayed(task)(n) for n in range(6))
+                gen = Parallel(return_as="generator")(delayed(lambda n: -n)(n) for n in range(3))
+                print(out, list(gen))
+        ''', timeout=100)
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout.strip() == str([(n * 10 + 1, True) for n in range(6)]) + " [0, -1, -2]"

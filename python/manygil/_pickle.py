@@ -42,11 +42,14 @@ _MAIN_NAMES = ("__main__", "__mp_main__")
 OOB_MIN = 64 * 1024
 
 
-def dumps(obj: object) -> bytes | tuple[bytes, list]:
+def dumps(obj: object, main_by_value: bool = False) -> bytes | tuple[bytes, list]:
     """Pickle obj for another interpreter; NotShareableError if it cannot.
 
     Returns the pickle, or (pickle, [PickleBuffer, ...]) when obj exports
-    big out-of-band buffers: the C codec moves those to shared memory."""
+    big out-of-band buffers: the C codec moves those to shared memory.
+    main_by_value: the main script's functions cross by value, so the
+    target never imports the script (as cloudpickle does; manygil.joblib:
+    a script that imports joblib cannot be imported in an interpreter)."""
     buf = io.BytesIO()
     oob: list = []
 
@@ -57,7 +60,8 @@ def dumps(obj: object) -> bytes | tuple[bytes, list]:
         return False
 
     try:
-        _Pickler(buf, 5, True, keep_big_buffers_out_of_band).dump(obj)
+        pickler = _MainByValuePickler if main_by_value else _Pickler
+        pickler(buf, 5, True, keep_big_buffers_out_of_band).dump(obj)
     except NotShareableError:
         raise
     except RecursionError:
@@ -129,6 +133,13 @@ class _Pickler(_pickle.Pickler):
         if type(obj).__module__ in _PURE_FALLBACKS:
             return _reduce_pure_fallback(obj)
         return NotImplemented
+
+
+class _MainByValuePickler(_Pickler):
+    def reducer_override(self, obj):
+        if isinstance(obj, types.FunctionType) and obj.__module__ in _MAIN_NAMES:
+            return _reduce_by_value(obj)
+        return super().reducer_override(obj)
 
 
 def _refuse(obj: object, tp: type, refusal) -> None:

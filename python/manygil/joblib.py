@@ -97,7 +97,9 @@ class ManygilBackend(AutoBatchingMixin, ParallelBackendBase):
                 i = index[id(fn)] = len(funcs)
                 funcs.append(fn)
             calls.append((i, args, kwargs) if kwargs else (i, args))
-        payload = _pickle.dumps(funcs)      # NotShareableError: nothing sent
+        # The main script's functions by value: a script that imports joblib
+        # cannot be imported in a worker.  NotShareableError: nothing sent.
+        payload = _pickle.dumps(funcs, True)
         if isinstance(payload, tuple):
             data, buffers = payload[0], [pb.raw() for pb in payload[1]]
         else:
