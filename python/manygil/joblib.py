@@ -18,7 +18,12 @@ interpreter at all (joblib's loky imports faulthandler, which CPython refuses
 in subinterpreters, 3.12 to 3.15), so a ``Parallel`` inside a task fails
 with a NotShareableError that says so -- never a new pool in a worker.
 
-A batch is pickled here, before it is sent, so values that cannot cross --
+The main script's functions cross by value (code, defaults, closure cells,
+the globals they use), as cloudpickle sends them for loky: a script that
+imports joblib cannot be imported in a worker.  Other functions cross by
+reference and are imported there.
+
+A batch is checked here, before it is sent, so values that cannot cross --
 numpy arrays, anything from an extension that refuses own-GIL interpreters
 -- raise NotShareableError at dispatch; a batch whose functions cannot be
 imported in the worker (their module imports numpy, say) fails with a
