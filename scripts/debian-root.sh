@@ -86,7 +86,7 @@ wheels() {
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux_2_28_x86_64 --platform any -d "$dir" \
     meson-python meson ninja packaging pyproject-metadata pytest pytest-timeout hypothesis \
-    iniconfig pluggy pygments sortedcontainers attrs numpy
+    iniconfig pluggy pygments sortedcontainers attrs numpy joblib cloudpickle
 }
 
 case ${1:-} in

@@ -31,6 +31,7 @@ import os
 import sys
 import types
 
+from . import _owngil
 from ._errors import NotShareableError
 
 _MAIN_NAMES = ("__main__", "__mp_main__")
@@ -41,11 +42,14 @@ _MAIN_NAMES = ("__main__", "__mp_main__")
 OOB_MIN = 64 * 1024
 
 
-def dumps(obj: object) -> bytes | tuple[bytes, list]:
+def dumps(obj: object, main_by_value: bool = False) -> bytes | tuple[bytes, list]:
     """Pickle obj for another interpreter; NotShareableError if it cannot.
 
     Returns the pickle, or (pickle, [PickleBuffer, ...]) when obj exports
-    big out-of-band buffers: the C codec moves those to shared memory."""
+    big out-of-band buffers: the C codec moves those to shared memory.
+    main_by_value: the main script's functions cross by value, so the
+    target never imports the script (as cloudpickle does; manygil.joblib:
+    a script that imports joblib cannot be imported in an interpreter)."""
     buf = io.BytesIO()
     oob: list = []
 
@@ -56,7 +60,8 @@ def dumps(obj: object) -> bytes | tuple[bytes, list]:
         return False
 
     try:
-        _Pickler(buf, 5, True, keep_big_buffers_out_of_band).dump(obj)
+        pickler = _MainByValuePickler if main_by_value else _Pickler
+        pickler(buf, 5, True, keep_big_buffers_out_of_band).dump(obj)
     except NotShareableError:
         raise
     except RecursionError:
@@ -101,11 +106,23 @@ def _in_subinterpreter() -> bool:
     return _core.get_current() != _core.get_main()
 
 
+_UNKNOWN = object()
+_refusals = _owngil.refusals
+
+
 class _Pickler(_pickle.Pickler):
-    def reducer_override(self, obj):
+    def reducer_override(self, obj, _get=_refusals.get, _unknown=_UNKNOWN):
+        # Types from extensions that refuse own-GIL interpreters: the target
+        # could not rebuild them (one dict lookup per type after the first).
+        refusal = _get(type(obj), _unknown)
+        if refusal is not None:
+            _refuse(obj, type(obj), refusal)
         if isinstance(obj, types.FunctionType):
             return _reduce_function(obj)
         if isinstance(obj, type):
+            refusal = _get(obj, _unknown)
+            if refusal is not None:
+                _refuse(obj, obj, refusal)
             return _reduce_class(obj)
         if isinstance(obj, types.ModuleType):
             return importlib.import_module, (obj.__name__,)
@@ -116,6 +133,22 @@ class _Pickler(_pickle.Pickler):
         if type(obj).__module__ in _PURE_FALLBACKS:
             return _reduce_pure_fallback(obj)
         return NotImplemented
+
+
+class _MainByValuePickler(_Pickler):
+    def reducer_override(self, obj):
+        if isinstance(obj, types.FunctionType) and obj.__module__ in _MAIN_NAMES:
+            return _reduce_by_value(obj)
+        return super().reducer_override(obj)
+
+
+def _refuse(obj: object, tp: type, refusal) -> None:
+    """NotShareableError if tp comes from an extension that refuses own-GIL
+    interpreters (refusal: its cached verdict, or _UNKNOWN)."""
+    if refusal is _UNKNOWN:
+        refusal = _owngil.find_refusal(tp)
+    if refusal is not None:
+        raise NotShareableError(_owngil.message(obj, refusal))
 
 
 def _reduce_memoryview(mv: memoryview):

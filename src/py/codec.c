@@ -260,6 +260,23 @@ lookup_qualname(PyObject *module, PyObject *qualname)
     return obj;
 }
 
+/* 0, or -1 with NotShareableError when class or builtin o comes from an
+ * extension that refuses own-GIL interpreters (manygil._owngil; cached per
+ * object there). */
+static int
+check_own_gil(PyObject *o)
+{
+    PyObject *check = mg__import_attr("manygil._owngil", "check_global");
+    if (check == NULL)
+        return -1;
+    PyObject *res = PyObject_CallOneArg(check, o);
+    Py_DECREF(check);
+    if (res == NULL)
+        return -1;
+    Py_DECREF(res);
+    return 0;
+}
+
 /* Functions, builtins and classes that the target can find by name are
  * sent as (module, qualname) -- no pickle on either side.  1 if written,
  * 0 if o is not such an object (nothing written), -1 on error. */
@@ -293,6 +310,10 @@ enc_global(mg__buf_t *b, PyObject *o)
     found = lookup_qualname(module, qualname);
     if (found != o) {
         PyErr_Clear();
+        goto done;
+    }
+    if (tp != &PyFunction_Type && check_own_gil(o) < 0) {
+        rc = -1;
         goto done;
     }
     if (mg__buf_put_u8(b, T_GLOBAL) < 0) {

@@ -18,6 +18,7 @@
 #include "py/state.h"
 #include "py/awatch.h"
 #include "py/runsrc.h"
+#include "py/owngil.h"
 #include <marshal.h>
 
 /* ---- argument helpers -------------------------------------------------- */
@@ -631,6 +632,10 @@ static PyMethodDef core_methods[] = {
      "_codec_stats()\n--\n\nBig bytes/bytearray blocks taken over by receivers (one copy) "
      "and copied from (two copies), process-wide."},
     {"_thread_state_count", core_thread_state_count, METH_O, thread_state_count_doc},
+    {"_type_home", mg__type_home, METH_O,
+     "_type_home(tp, /)\n--\n\nThe shared object file or module a type comes from, or None."},
+    {"_module_gil_support", mg__module_gil_support, METH_O,
+     "_module_gil_support(module, /)\n--\n\nHow an extension module supports interpreters, or None."},
     {NULL, NULL, 0, NULL},
 };
 
