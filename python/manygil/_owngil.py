@@ -25,7 +25,6 @@ from __future__ import annotations
 import importlib.machinery
 import os
 import sys
-import sysconfig
 import types
 
 from . import _core
@@ -36,16 +35,26 @@ refusals: dict[object, tuple[str, str, str] | None] = {}
 _MAX_CACHED = 4096                          # bounds the cache for made-up types
 
 _SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
-# The stdlib's folders (lib-dynload sits in one) -- of the base install, not
-# of a venv, whose "platstdlib" is the venv's own lib folder.
-_STDLIB = tuple({os.path.realpath(p) + os.sep for p in (
-    os.path.dirname(os.__file__),
-    sysconfig.get_path("platstdlib", vars={"platbase": sys.base_exec_prefix,
-                                           "base": sys.base_prefix}),
-    sysconfig.get_path("stdlib", vars={"installed_base": sys.base_prefix,
-                                       "base": sys.base_prefix})) if p})
-_SITE = tuple(os.path.realpath(p) + os.sep for p in {
-    sysconfig.get_path("platlib"), sysconfig.get_path("purelib")} if p)
+# The stdlib's folders and the site-packages folders, found on first use
+# from os.__file__ and sys.path (not sysconfig: importing and initialising
+# it in a pool worker could be cut short by a task's interrupt, and would
+# stay half-initialised in that worker for good).
+_dirs: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+
+
+def _stdlib_and_site() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    global _dirs
+    if _dirs is None:
+        real = lambda p: os.path.realpath(p) + os.sep   # noqa: E731
+        entries = [p for p in sys.path if isinstance(p, str) and p]
+        stdlib = {real(os.path.dirname(os.__file__))}
+        stdlib.update(real(p) for p in entries if os.path.basename(p) == "lib-dynload")
+        site = {real(p) for p in entries
+                if os.path.basename(p) in ("site-packages", "dist-packages")}
+        _dirs = (tuple(stdlib), tuple(site))
+    return _dirs
+
+
 _by_file: dict[str, object] = {}
 _by_file_seen = -1                          # len(sys.modules) when _by_file was built
 
@@ -151,7 +160,8 @@ def _third_party_extension(module: object) -> bool:
     if not isinstance(path, str) or not path.endswith(_SUFFIXES):
         return False
     path = os.path.realpath(path)
-    return not path.startswith(_STDLIB) or path.startswith(_SITE)  # site-packages may sit inside
+    stdlib, site = _stdlib_and_site()
+    return not path.startswith(stdlib) or path.startswith(site)  # site-packages may sit inside
 
 
 def _module_by_file(path: str) -> object | None:
