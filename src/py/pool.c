@@ -113,11 +113,40 @@ run_map_cb(void *arg)
     return run_map(m->fn, m->items, m->star);
 }
 
-/* Run t in this interpreter: status and result set, payload freed.  Tasks
- * run as at the top of a script in the worker's __main__
+/* The slot's interrupt window: a task's time limit or cancel() interrupts
+ * only its own code, never manygil's decoding or encoding around it (an
+ * interrupt there could cut short the first import of a module and leave
+ * that module half-initialised in the worker for good).  Interrupters set
+ * s->interrupted, then check busy while holding this GIL.  A request that
+ * came before the window opened raises at once instead of running the
+ * code.  0, or -1 with KeyboardInterrupt set. */
+static int
+window_open(slot_t *s)
+{
+    __atomic_store_n(&s->busy, 1, __ATOMIC_RELEASE);
+    if (__atomic_load_n(&s->interrupted, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&s->busy, 0, __ATOMIC_RELEASE);
+        PyErr_SetNone(PyExc_KeyboardInterrupt);
+        return -1;
+    }
+    return 0;
+}
+
+/* Close the window: no interrupt can be set from now on, and one set
+ * after the code's last bytecode is dropped before encoding starts. */
+static void
+window_close(slot_t *s)
+{
+    __atomic_store_n(&s->busy, 0, __ATOMIC_RELEASE);
+    if (__atomic_load_n(&s->interrupted, __ATOMIC_ACQUIRE))
+        PyThreadState_SetAsyncExc(PyThread_get_thread_ident(), NULL);
+}
+
+/* Run t in this interpreter (slot s): status and result set, payload
+ * freed.  Tasks run as at the top of a script in the worker's __main__
  * (mg__call_as_script): exec, eval, globals, vars work there. */
 static void
-run_task(mg__task_t *t)
+run_task(mg__task_t *t, slot_t *s)
 {
     int64_t start = mg__monotonic_ns();
     PyObject *res = NULL;
@@ -129,13 +158,19 @@ run_task(mg__task_t *t)
         PyObject *fn, *args, *kwargs;
         if (!PyArg_ParseTuple(p, "OO!O:task", &fn, &PyTuple_Type, &args, &kwargs))
             goto raised;
-        res = mg__call_as_script(fn, args, kwargs == Py_None ? NULL : kwargs);
+        if (window_open(s) == 0) {
+            res = mg__call_as_script(fn, args, kwargs == Py_None ? NULL : kwargs);
+            window_close(s);
+        }
     }
     else {
         map_arg_t m;
         if (!PyArg_ParseTuple(p, "OO!p:map task", &m.fn, &PyList_Type, &m.items, &m.star))
             goto raised;
-        res = mg__run_as_script(run_map_cb, &m);
+        if (window_open(s) == 0) {
+            res = mg__run_as_script(run_map_cb, &m);
+            window_close(s);
+        }
     }
     if (res == NULL || mg__encode(res, &t->result) < 0)
         goto raised;
@@ -250,9 +285,8 @@ run_slot_task(workers_t *w, slot_t *s, int64_t interp_id, mg__task_t *t)
     __atomic_store_n(&s->seq, t->seq, __ATOMIC_RELAXED);
     __atomic_store_n(&s->started_ns, run.since_ns, __ATOMIC_RELAXED);
     __atomic_store_n(&s->interrupted, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&s->busy, 1, __ATOMIC_RELEASE);
     mg__waits_add(&run);
-    run_task(t);
+    run_task(t, s);
     mg__mutex_lock(&w->mu);
     s->run = NULL;              /* before the record goes (abandon renames it) */
     mg__mutex_unlock(&w->mu);
