@@ -595,6 +595,10 @@ def _shutdown_all() -> None:
     for pool in list(_live_pools):
         pool.shutdown(wait=True)
     _default_pools.clear()
+    # A pool whose object the garbage collector took meanwhile -- its
+    # dealloc may be joining its workers on another thread right now, with
+    # the weak reference above already cleared -- is joined here too.
+    _core._join_all_pools()
 
 
 def map(fn: Callable[..., Any], iterable: Iterable[Any], *, workers: int | None = None,

@@ -31,11 +31,47 @@
 #include "core/sync.h"
 #include "core/waits.h"
 
+/* Every workers_t that exists, for mg__join_all_pools.  Lock order: this
+ * lock before any w->mu; never held while joining. */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static workers_t *live_head;
+
+static void
+live_add(workers_t *w)
+{
+    pthread_mutex_lock(&live_mu);
+    w->live_next = live_head;
+    if (live_head != NULL)
+        live_head->live_prev = w;
+    live_head = w;
+    pthread_mutex_unlock(&live_mu);
+}
+
+/* A new reference to w unless its last one is already gone (live_mu held). */
+static int
+try_incref_locked(workers_t *w)
+{
+    int n = __atomic_load_n(&w->refs, __ATOMIC_ACQUIRE);
+    while (n > 0)
+        if (__atomic_compare_exchange_n(&w->refs, &n, n + 1, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            return 1;
+    return 0;
+}
+
 void
 mg__workers_decref(workers_t *w)
 {
     if (__atomic_sub_fetch(&w->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
+    pthread_mutex_lock(&live_mu);
+    if (w->live_prev != NULL)
+        w->live_prev->live_next = w->live_next;
+    else if (live_head == w)
+        live_head = w->live_next;
+    if (w->live_next != NULL)
+        w->live_next->live_prev = w->live_prev;
+    pthread_mutex_unlock(&live_mu);
     mg__pool_decref(w->q);
     mg__buf_free(&w->path);
     mg__buf_free(&w->init);
@@ -482,6 +518,38 @@ join_workers(workers_t *w, int64_t deadline_ns)
     return done;
 }
 
+PyObject *
+mg__join_all_pools(PyObject *mod, PyObject *unused)
+{
+    (void)mod; (void)unused;
+    size_t n = 0, cap = 0;
+    workers_t **all = NULL;
+    pthread_mutex_lock(&live_mu);
+    for (workers_t *w = live_head; w != NULL; w = w->live_next) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            workers_t **grown = realloc(all, ncap * sizeof *all);
+            if (grown == NULL)
+                break;              /* join those we have */
+            all = grown;
+            cap = ncap;
+        }
+        if (try_incref_locked(w))
+            all[n++] = w;
+    }
+    pthread_mutex_unlock(&live_mu);
+    Py_BEGIN_ALLOW_THREADS
+    for (size_t i = 0; i < n; i++) {
+        mg__pool_shutdown(all[i]->q, 0);
+        (void)join_workers(all[i], -1);
+    }
+    Py_END_ALLOW_THREADS
+    for (size_t i = 0; i < n; i++)
+        mg__workers_decref(all[i]);
+    free(all);
+    return PyLong_FromSize_t(n);
+}
+
 static PyObject *
 pool_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
 {
@@ -511,6 +579,7 @@ pool_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
         free(w);
         return PyErr_NoMemory();
     }
+    live_add(w);
     pool_t *self = NULL;
     /* Room for replacing abandoned workers a few times over. */
     w->cap = nworkers * 4 + 16;

@@ -344,6 +344,10 @@ fn_end_abandoned(PyObject *mod, PyObject *unused)
 
 PyMethodDef mg__pool_functions[] = {
     {"_end_abandoned", fn_end_abandoned, METH_NOARGS, end_abandoned_doc},
+    {"_join_all_pools", mg__join_all_pools, METH_NOARGS,
+     "_join_all_pools()\n--\n\nAt exit: shut down and join every pool that still has workers,\n"
+     "also those whose Python object is gone or being deallocated on another\n"
+     "thread.  Returns how many were joined."},
     {NULL, NULL, 0, NULL},
 };
 

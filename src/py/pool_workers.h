@@ -36,7 +36,7 @@ typedef struct {
 enum { MG__IRQ_TIMEOUT = 1, MG__IRQ_CANCEL = 2 };
 
 /* What the workers share (process-global; no PyObject). */
-typedef struct {
+typedef struct workers_s {
     mg__pool_t *q;              /* immutable */
     int nworkers;               /* immutable */
     slot_t *slots;              /* immutable array of cap slots */
@@ -52,12 +52,19 @@ typedef struct {
     const char *start_error;    /* guarded by mu: CPython's static message when a
                                    worker's interpreter could not be created */
     int refs;                   /* atomic */
+    struct workers_s *live_prev, *live_next;    /* guarded by pool.c's live list lock */
 } workers_t;
 
 typedef struct {
     PyObject_HEAD
     workers_t *w;
 } pool_t;
+
+/* _core._join_all_pools(): at exit, shut down every pool that still has
+ * workers -- also one whose Python object is already gone or being
+ * deallocated on another thread -- and wait for its workers (queued tasks
+ * run first; abandoned workers are not waited for). */
+PyObject *mg__join_all_pools(PyObject *mod, PyObject *unused);
 
 /* Drop a reference to w (the pool object and each worker hold one). */
 void mg__workers_decref(workers_t *w);
