@@ -5,6 +5,7 @@ interpreter is created - so ``helpers.remote`` is importable (by reference)
 inside every subinterpreter, which starts with a copy of main's ``sys.path``.
 """
 import os
+import signal
 import sys
 
 import pytest
@@ -20,6 +21,14 @@ DEFAULT_TIMEOUT = 60
 TIMEOUT_SCALE = float(os.environ.get("MANYGIL_TIMEOUT_SCALE", "1"))
 # Set by scripts/root-job.sh when the extension is built with sanitizers.
 SANITIZER = os.environ.get("MANYGIL_SANITIZER", "")
+
+
+# A test run started in the background by a non-interactive shell inherits
+# SIGINT ignored, and so would every child process the tests start (ignored
+# dispositions survive exec): the Ctrl-C tests would test nothing, or hang.
+# A handler (unlike SIG_IGN) is reset to the default at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_configure(config):
