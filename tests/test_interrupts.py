@@ -268,7 +268,7 @@ which = sys.argv[1]
 task = {"c": wf.wd_sleep_forever, "py": wf.wd_swallow_interrupts}[which]
 args = () if which == "c" else (30.0,)
 pool = manygil.InterpreterPoolExecutor(1, task_timeout=0.3, interrupt_grace=0.5,
-                                       on_hang=lambda r: print("REPORT", r.kind, flush=True))
+                                       on_hang=lambda r: print(f"REPORT {r.kind}", flush=True))
 fut = pool.submit(task, *args)
 try:
     fut.result(30)

@@ -272,7 +272,7 @@ print("EXIT", flush=True)
 """,
     "watchdog": r"""
 i = manygil.create()
-w = manygil.watchdog(0.05, on_hang=lambda r: print("HANG", r.kind, flush=True))
+w = manygil.watchdog(0.05, on_hang=lambda r: print(f"HANG {r.kind}", flush=True))
 threading.Thread(target=i.call, args=(wf.wd_spin_forever,), daemon=True).start()
 wait_running(i)
 time.sleep(0.3)

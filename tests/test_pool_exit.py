@@ -133,7 +133,7 @@ from helpers import wd_funcs as wf
 which = sys.argv[1]
 task, args = {"c": (wf.wd_sleep_forever, ()), "py": (wf.wd_swallow_interrupts, (3600.0,))}[which]
 p = manygil.InterpreterPoolExecutor(1, task_timeout=0.5, interrupt_grace=0.5,
-                                    on_hang=lambda r: print("REPORT", r.kind, flush=True))
+                                    on_hang=lambda r: print(f"REPORT {r.kind}", flush=True))
 p.submit(task, *args)
 if len(sys.argv) > 2:
     p.shutdown(wait=False)
@@ -206,7 +206,7 @@ def test_blocked_pool_on_hang_stalls_neither_abandonment_nor_exit(tmp_path):
         import manygil
         from helpers import wd_funcs as wf
         def on_hang(report):
-            print("REPORT", report.kind, flush=True)
+            print(f"REPORT {report.kind}", flush=True)
             time.sleep(3600)            # blocks on the first report for good
         p = manygil.InterpreterPoolExecutor(1, task_timeout=0.5, interrupt_grace=0.5,
                                             warn_after=0.2, on_hang=on_hang)

@@ -131,24 +131,36 @@ def process_parallel_ratio(n, attempts=3):
     return best
 
 
-def assert_parallel(best, samples, n, retry=None, limit=1.4):
-    """Pass when best < limit.  Otherwise measure two plain processes doing
-    the same work: if they cannot reach the limit either, the VM is not
-    giving this test two cores right now -> skip (saying so).  If they can,
-    measure the interpreters once more (``retry()`` -> (best, samples)) right
-    after, to rule out a passing burst of load; fail only if that misses too."""
+def assert_parallel(best, samples, n, retry=None, limit=1.4, rounds=4, margin=0.15):
+    """Pass when best < limit.  Otherwise alternate, up to ``rounds`` times,
+    a control (two plain processes doing the same work) with a fresh
+    measurement of the interpreters (``retry()`` -> (best, samples)), so both
+    see the same load (CI runs two test jobs on two cores):
+
+    - pass as soon as the interpreters reach the limit, or come within
+      ``margin`` of the processes measured just before them (as parallel as
+      this machine allows right now; a shared GIL gives ~2.0 while the
+      processes give far less);
+    - skip when no control reached the limit either (no two cores free);
+    - fail otherwise, with every figure."""
     import pytest
     if best < limit:
         return
-    control = process_parallel_ratio(n)
-    if control >= limit - 0.1:
-        pytest.skip(f"machine too busy to measure parallelism: two plain processes gave "
-                    f"{control:.2f} (interpreters: {best:.2f}; samples {samples})")
-    if retry is not None:
-        again, more = retry()
-        if again < limit:
+    controls = []
+    for _ in range(rounds):
+        control = process_parallel_ratio(n)
+        controls.append(round(control, 2))
+        if best <= control + margin:
             return
+        if retry is None:
+            break
+        again, more = retry()
         samples = samples + more
         best = min(best, again)
-    raise AssertionError(f"interpreters ratio {best:.2f} (two plain processes: {control:.2f}); "
+        if best < limit or best <= control + margin:
+            return
+    if min(controls) >= limit - 0.1:
+        pytest.skip(f"machine too busy to measure parallelism: two plain processes gave "
+                    f"{controls} (interpreters: {best:.2f}; samples {samples})")
+    raise AssertionError(f"interpreters ratio {best:.2f} (two plain processes: {controls}); "
                          f"(single, both, ratio) samples: {samples}")
