@@ -517,10 +517,7 @@ int
 mg_call_batch(int64_t interp, mg_func_t *f, int flags, size_t nrows, int ncols,
               const mg_column_t *in, mg_column_t *out, mg_error_t *err)
 {
-    if (err != NULL) {
-        err->type = err->message = err->traceback = NULL;
-        err->row = -1;
-    }
+    mg_error_clear(err);            /* zero-initialised or from an earlier call */
     if (f == NULL || ncols < 0 || ncols > MAX_ARGS || (ncols > 0 && in == NULL)
         || (flags & ~(MG_CALL_PASS_NULL | MG_CALL_VECTORIZED | MG_CALL_ERROR_NULL)))
         return MG_EINVAL;
