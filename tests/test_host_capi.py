@@ -64,7 +64,8 @@ def test_the_checks_list_is_complete(checks):
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("name", CHECKS)
+@pytest.mark.parametrize("name", [pytest.param(c, marks=pytest.mark.rss_bound) if c == "no_growth"
+                                  else c for c in CHECKS])
 def test_capi(checks, name):
     exe, site = checks
     # Without PYTHONPATH the embedded Python does not see the venv's manygil.
