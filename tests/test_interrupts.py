@@ -139,6 +139,22 @@ def test_task_that_ignores_the_interrupt_gets_its_worker_replaced():
         assert wait_for(lambda: any(r.kind == "abandoned" for r in reports), 10), reports
 
 
+@pytest.mark.timeout(90)
+def test_task_interrupted_while_still_decoding_is_not_abandoned():
+    # Its time limit passes while the worker still decodes its arguments
+    # (for longer than interrupt_grace): the interrupt lands as the code
+    # starts, so the task times out and the worker is kept, not abandoned.
+    reports = []
+    with make_pool(max_workers=1, task_timeout=0.2, interrupt_grace=0.3,
+                   on_hang=reports.append) as pool:
+        first_id = pool.submit(wf.wd_interp_id).result(30)
+        fut = pool.submit(wf.wd_add, wf.SlowToDecode(1, 1.5), 1)
+        with pytest.raises(manygil.TaskTimeout):
+            fut.result(30)
+        assert pool.submit(wf.wd_interp_id).result(30) == first_id
+        assert not [r for r in reports if r.kind == "abandoned"], reports
+
+
 # ============================================================================
 # Pool: Future.cancel() of a running task
 # ============================================================================

@@ -32,6 +32,7 @@ __all__ = ["InterpreterPoolExecutor", "BrokenInterpreterPool", "map"]
 _OK, _RAISED = 0, 1
 _CANCELLED = -20                  # MG_ECANCELLED
 _TIMEDOUT = -17                   # MG_ETIMEDOUT: interrupted by task_timeout
+_DECODE_LIMIT = 10                # x interrupt_grace: longest wait for an interrupted task's code to start
 _BROKEN = -19                     # MG_EBROKEN
 
 # map(): chunks aim at this much work each, and this many are in flight per worker.
@@ -197,6 +198,9 @@ class InterpreterPoolExecutor(Executor):
             raise TypeError(f"on_hang must be callable or None, not {type(on_hang).__name__}")
         self._on_hang = on_hang
         self._interrupted: dict[int, tuple[float, str]] = {}   # seq -> (when, why)
+        # seq -> when its code was last seen not started yet, for a task
+        # interrupted before its code started (the grace counts from then).
+        self._started_late: dict[int, float] = {}
         self._warned: set[int] = set()
         self._monitor: threading.Thread | None = None
         self._reporter: _watch.Reporter | None = None
@@ -275,7 +279,7 @@ class InterpreterPoolExecutor(Executor):
         now = time.monotonic()
         running = self._core.running()
         seqs = set()
-        for seq, started, interp_id, ident, _irq in running:
+        for seq, started, interp_id, ident, _irq, entered in running:
             seqs.add(seq)
             elapsed = (now_ns - started) / 1e9
             if (self._task_timeout is not None and elapsed > self._task_timeout
@@ -289,11 +293,25 @@ class InterpreterPoolExecutor(Executor):
                     f"no progress: pool task {seq} runs in interpreter {interp_id} "
                     f"for {elapsed:.1f} s"))
             irq = self._interrupted.get(seq)
-            if irq is not None and now - irq[0] > self._grace:
+            if irq is None:
+                continue
+            if not entered:
+                # The interrupt lands when the task's code starts (it then
+                # raises at once); until then the worker is still decoding
+                # the task -- importing its module, maybe slowly on a loaded
+                # machine -- so interrupt_grace counts from when it starts,
+                # and only a decoding that takes _DECODE_LIMIT x grace
+                # (at least 30 s) gives the worker up.
+                if now - irq[0] > max(30.0, _DECODE_LIMIT * self._grace):
+                    self._abandon(seq, interp_id, ident, elapsed, irq[1])
+                else:
+                    self._started_late[seq] = now
+            elif now - self._started_late.get(seq, irq[0]) > self._grace:
                 self._abandon(seq, interp_id, ident, elapsed, irq[1])
         # A snapshot: cancel() adds to _interrupted from the user's thread.
         for gone in [s for s in list(self._interrupted) if s not in seqs]:
             self._interrupted.pop(gone, None)
+            self._started_late.pop(gone, None)
         self._warned &= seqs
 
     def _abandon(self, seq: int, interp_id: int, ident: int, elapsed: float, why: str) -> None:
@@ -301,6 +319,7 @@ class InterpreterPoolExecutor(Executor):
         if replaced is None:
             return                          # it finished meanwhile
         self._interrupted.pop(seq, None)
+        self._started_late.pop(seq, None)
         fut = self._futures.pop(seq, None)
         if fut is not None and why == "timeout":
             _resolve(fut, _TIMEDOUT, None, self._broken_error, self._task_timeout)

@@ -627,9 +627,11 @@ mg__channel_send(mg__channel_t *ch, mg__buf_t *item, int64_t deadline_ns, mg__wa
             break;
         }
     }
-    mg__mutex_unlock(&ch->mu);
+    /* Leave the table under ch->mu: the detector, holding it, then sees a
+     * wait present exactly while its waiter still waits (break_set). */
     if (registered)
         mg__waits_remove(w);
+    mg__mutex_unlock(&ch->mu);
     free(node);
     return rc;
 }
@@ -670,9 +672,11 @@ mg__channel_recv(mg__channel_t *ch, mg__buf_t *out, int64_t deadline_ns, mg__wai
             break;
         }
     }
-    mg__mutex_unlock(&ch->mu);
+    /* Leave the table under ch->mu: the detector, holding it, then sees a
+     * wait present exactly while its waiter still waits (break_set). */
     if (registered)
         mg__waits_remove(w);
+    mg__mutex_unlock(&ch->mu);
     if (node != NULL) {
         mg__buf_move(out, &node->buf);
         free(node);
@@ -711,15 +715,53 @@ done:
     return rc;
 }
 
-int
-mg__channel_break_wait(mg__channel_t *ch, uint64_t serial, const char *why)
+static int
+cmp_chan_id(const void *a, const void *b)
 {
-    mg__mutex_lock(&ch->mu);
-    int found = mg__waits_break(serial, why);
-    if (found) {
-        mg__cond_broadcast(&ch->not_empty);
-        mg__cond_broadcast(&ch->not_full);
+    int64_t x = (*(mg__channel_t *const *)a)->id, y = (*(mg__channel_t *const *)b)->id;
+    return (x > y) - (x < y);
+}
+
+/* Can a waiter of `kind` on ch complete now (an item to take, room to put,
+ * or a closed end that wakes it)?  Call with ch->mu held. */
+static int
+satisfiable_locked(mg__channel_t *ch, int kind)
+{
+    if (ch->send_closed || ch->recv_closed)
+        return 1;
+    if (kind == MG__WAIT_RECV)
+        return ch->head != NULL;
+    return ch->maxsize <= 0 || ch->count < ch->maxsize;
+}
+
+int
+mg__channel_break_set(mg__channel_t *const *chans, const uint64_t *serials, const int *kinds,
+                      size_t n, const char *why)
+{
+    mg__channel_t **locked = malloc((n ? n : 1) * sizeof *locked);
+    if (locked == NULL)
+        return 0;                   /* the next pass tries again */
+    memcpy(locked, chans, n * sizeof *locked);
+    qsort(locked, n, sizeof *locked, cmp_chan_id);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (m == 0 || locked[m - 1] != locked[i])
+            locked[m++] = locked[i];
+    for (size_t i = 0; i < m; i++)  /* in id order: no other path holds two */
+        mg__mutex_lock(&locked[i]->mu);
+    int hopeless = 1;
+    for (size_t i = 0; i < n && hopeless; i++)
+        hopeless = mg__waits_present(serials[i]) && !satisfiable_locked(chans[i], kinds[i]);
+    int broken = 0;
+    for (size_t i = 0; i < n && hopeless; i++)
+        broken += mg__waits_break(serials[i], why);
+    for (size_t i = 0; i < m; i++) {
+        if (broken) {
+            mg__cond_broadcast(&locked[i]->not_empty);
+            mg__cond_broadcast(&locked[i]->not_full);
+        }
+        mg__mutex_unlock(&locked[i]->mu);
     }
-    mg__mutex_unlock(&ch->mu);
-    return found;
+    free(locked);
+    return broken;
 }

@@ -149,8 +149,14 @@ void mg__channel_incref_void(void *ch);
  * (a waiter wakes by itself); else 0. */
 int mg__channel_peers(mg__channel_t *ch, int end, int64_t *interps, size_t cap, size_t *n);
 
-/* Break the wait `serial` blocked on ch: it returns MG_EDEADLOCK and the
- * waiter finds `why` in its record.  1 if the wait was still there. */
-int mg__channel_break_wait(mg__channel_t *ch, uint64_t serial, const char *why);
+/* Break a hopeless set of n waits (wait serials[i], of kind kinds[i]
+ * MG__WAIT_SEND/_RECV, blocked on chans[i]) all at once: with every one of
+ * their channels' mutexes held, if each wait is still there and none can
+ * complete now (an item to take, room to put, a closed end), each is
+ * broken -- it returns MG_EDEADLOCK and its waiter finds `why` in its
+ * record -- else none is (a waiter already woken, or about to be, makes
+ * the set's premise false).  Returns how many were broken. */
+int mg__channel_break_set(mg__channel_t *const *chans, const uint64_t *serials, const int *kinds,
+                          size_t n, const char *why);
 
 #endif /* MG_CORE_CHANNEL_H */

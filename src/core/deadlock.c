@@ -302,13 +302,25 @@ mg__deadlock_check(void)
         cb->in_set = again;
     }
     char *why = describe(&b);
+    mg__channel_t **chans = malloc((b.ncands + 1) * sizeof *chans);
+    uint64_t *serials = malloc((b.ncands + 1) * sizeof *serials);
+    int *kinds = malloc((b.ncands + 1) * sizeof *kinds);
     n = 0;
-    for (size_t i = 0; i < b.ncands; i++) {
-        cand_t *c = &b.cands[i];
-        if (c->in_set)
-            n += mg__channel_break_wait(c->w->chan, c->w->serial,
-                                        why ? why : "deadlock");
+    if (chans != NULL && serials != NULL && kinds != NULL) {
+        size_t k = 0;
+        for (size_t i = 0; i < b.ncands; i++) {
+            cand_t *c = &b.cands[i];
+            if (c->in_set) {
+                chans[k] = c->w->chan;
+                serials[k] = c->w->serial;
+                kinds[k++] = c->w->kind;
+            }
+        }
+        n = mg__channel_break_set(chans, serials, kinds, k, why ? why : "deadlock");
     }
+    free(chans);
+    free(serials);
+    free(kinds);
     free(why);
     pass_free(&b);
 out_a:

@@ -193,6 +193,17 @@ mg__waits_break(uint64_t serial, const char *why)
     return found;
 }
 
+int
+mg__waits_present(uint64_t serial)
+{
+    int found = 0;
+    mg__mutex_lock(&waits.mutex);
+    for (mg__wait_t *w = waits.head; w != NULL && !found; w = w->next)
+        found = w->serial == serial && !w->broken;
+    mg__mutex_unlock(&waits.mutex);
+    return found;
+}
+
 uint64_t
 mg__waits_generation(void)
 {

@@ -56,6 +56,11 @@ int mg__waits_snapshot(mg__wait_t **out, size_t *n, void (*ref_chan)(void *));
  * under it). */
 int mg__waits_break(uint64_t serial, const char *why);
 
+/* 1 if the wait `serial` is in the table and not broken, else 0.  Call with
+ * the wait's channel mutex held for an answer that holds until released
+ * (waiters enter and leave the table under it). */
+int mg__waits_present(uint64_t serial);
+
 /* The generation counter; mg__waits_poke moves it (something relevant to
  * deadlocks changed elsewhere, e.g. a channel handle was dropped). */
 uint64_t mg__waits_generation(void);

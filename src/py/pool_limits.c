@@ -410,11 +410,12 @@ mg__pool_running(PyObject *op, PyObject *unused)
         slot_t *s = &w->slots[i];
         if (s->abandoned || s->task == NULL)
             continue;
-        PyObject *item = Py_BuildValue("(KLLki)", (unsigned long long)s->task->seq,
+        PyObject *item = Py_BuildValue("(KLLkii)", (unsigned long long)s->task->seq,
                                        (long long)__atomic_load_n(&s->started_ns, __ATOMIC_RELAXED),
                                        (long long)__atomic_load_n(&s->interp_id, __ATOMIC_RELAXED),
                                        __atomic_load_n(&s->ident, __ATOMIC_RELAXED),
-                                       __atomic_load_n(&s->interrupted, __ATOMIC_RELAXED));
+                                       __atomic_load_n(&s->interrupted, __ATOMIC_RELAXED),
+                                       __atomic_load_n(&s->entered, __ATOMIC_ACQUIRE));
         if (item == NULL || PyList_Append(list, item) < 0)
             Py_CLEAR(list);
         Py_XDECREF(item);

@@ -183,3 +183,19 @@ def wd_hold_gil_in_c(n):
     """C code that keeps this interpreter's GIL for a long time: sum() over
     a range runs entirely in C, never at a bytecode boundary."""
     return sum(range(n))
+
+
+def _arrive_late(value, seconds):
+    time.sleep(seconds)
+    return value
+
+
+class SlowToDecode:
+    """An argument whose decoding in the worker takes `seconds` (in C, in
+    time.sleep: no interrupt can land there) before the task's code runs."""
+
+    def __init__(self, value, seconds):
+        self.value, self.seconds = value, seconds
+
+    def __reduce__(self):
+        return (_arrive_late, (self.value, self.seconds))

@@ -17,12 +17,18 @@ import concurrent.futures as cf
 import itertools
 import time
 
+import os
+
 import manygil
 from manygil import InterpreterPoolExecutor
 from _child import (SlowPickle, count, fail, ident, nap, spin, spin_slow_arg,
                     spin_slow_result, spin_swallow)
 
 TIMEOUT = 0.05
+# A new worker's first task imports its module before the task's code (and
+# its time limit's interrupt) can start: under a debug build or a sanitizer
+# on a loaded machine that alone has taken over 2 s.
+GRACE = 2.0 * float(os.environ.get("MANYGIL_TIMEOUT_SCALE", "1"))
 LENGTHS = (0.02, 0.035, 0.045, 0.048, 0.05, 0.052, 0.055, 0.065, 0.08)
 KINDS = (spin, nap, spin_swallow, spin_slow_result, spin_slow_arg)
 
@@ -62,7 +68,7 @@ def on_hang(report):
 
 def check_not_abandoned(where):
     """Every task here is pure Python or sleeps <= 0.08 s: after its
-    interrupt it stops within ~0.1 s, far inside interrupt_grace (2 s), so
+    interrupt it stops within ~0.1 s, far inside interrupt_grace (GRACE), so
     no worker may ever be given up on."""
     if ABANDONED:
         fail(f"{where}: a worker was abandoned although its task could stop within 0.1 s "
@@ -76,7 +82,8 @@ def main():
     combos = itertools.cycle([(k, L) for L in LENGTHS for k in KINDS])
     t0 = time.monotonic()
     # A: one pool, many tasks at the limit.
-    with InterpreterPoolExecutor(2, task_timeout=TIMEOUT, on_hang=on_hang) as pool:
+    with InterpreterPoolExecutor(2, task_timeout=TIMEOUT, interrupt_grace=GRACE,
+                                 on_hang=on_hang) as pool:
         jobs = []
         for j in range(n):
             kind, length = next(combos)
@@ -106,7 +113,7 @@ def main():
     # while the pool shuts down.
     for r in range(rounds):
         pool = InterpreterPoolExecutor(2, task_timeout=TIMEOUT, max_tasks_per_worker=2,
-                                       on_hang=on_hang)
+                                       interrupt_grace=GRACE, on_hang=on_hang)
         jobs = []
         for j in range(6):
             kind, length = next(combos)
