@@ -32,7 +32,7 @@ __all__ = ["InterpreterPoolExecutor", "BrokenInterpreterPool", "map"]
 _OK, _RAISED = 0, 1
 _CANCELLED = -20                  # MG_ECANCELLED
 _TIMEDOUT = -17                   # MG_ETIMEDOUT: interrupted by task_timeout
-_DECODE_LIMIT = 10                # x interrupt_grace: longest wait for an interrupted task's code to start
+_DECODE_LIMIT = 10                # x interrupt_grace: longest an interrupted task may spend outside its code
 _BROKEN = -19                     # MG_EBROKEN
 
 # map(): chunks aim at this much work each, and this many are in flight per worker.
@@ -198,8 +198,8 @@ class InterpreterPoolExecutor(Executor):
             raise TypeError(f"on_hang must be callable or None, not {type(on_hang).__name__}")
         self._on_hang = on_hang
         self._interrupted: dict[int, tuple[float, str]] = {}   # seq -> (when, why)
-        # seq -> when its code was last seen not started yet, for a task
-        # interrupted before its code started (the grace counts from then).
+        # seq -> when an interrupted task was last seen outside its own code
+        # (interrupt_grace counts from then).
         self._started_late: dict[int, float] = {}
         self._warned: set[int] = set()
         self._monitor: threading.Thread | None = None
@@ -279,7 +279,7 @@ class InterpreterPoolExecutor(Executor):
         now = time.monotonic()
         running = self._core.running()
         seqs = set()
-        for seq, started, interp_id, ident, _irq, entered in running:
+        for seq, started, interp_id, ident, _irq, in_code in running:
             seqs.add(seq)
             elapsed = (now_ns - started) / 1e9
             if (self._task_timeout is not None and elapsed > self._task_timeout
@@ -295,13 +295,14 @@ class InterpreterPoolExecutor(Executor):
             irq = self._interrupted.get(seq)
             if irq is None:
                 continue
-            if not entered:
-                # The interrupt lands when the task's code starts (it then
-                # raises at once); until then the worker is still decoding
-                # the task -- importing its module, maybe slowly on a loaded
-                # machine -- so interrupt_grace counts from when it starts,
-                # and only a decoding that takes _DECODE_LIMIT x grace
-                # (at least 30 s) gives the worker up.
+            if not in_code:
+                # The interrupt lands only in the task's own code: before it
+                # (decoding the task, maybe a slow first import of its
+                # module) it raises as the code starts; after it (encoding
+                # the result or the exception) nothing is left to stop.
+                # interrupt_grace counts only while the code runs; outside
+                # it the worker is given up after _DECODE_LIMIT x grace
+                # (at least 30 s).
                 if now - irq[0] > max(30.0, _DECODE_LIMIT * self._grace):
                     self._abandon(seq, interp_id, ident, elapsed, irq[1])
                 else:

@@ -159,7 +159,6 @@ run_map_cb(void *arg)
 static int
 window_open(slot_t *s)
 {
-    __atomic_store_n(&s->entered, 1, __ATOMIC_RELEASE);
     __atomic_store_n(&s->busy, 1, __ATOMIC_RELEASE);
     if (__atomic_load_n(&s->interrupted, __ATOMIC_ACQUIRE)) {
         __atomic_store_n(&s->busy, 0, __ATOMIC_RELEASE);
@@ -315,7 +314,6 @@ run_slot_task(workers_t *w, slot_t *s, int64_t interp_id, mg__task_t *t)
         .what = "task",
         .since_ns = mg__monotonic_ns(),
     };
-    __atomic_store_n(&s->entered, 0, __ATOMIC_RELAXED);   /* before the task shows */
     mg__mutex_lock(&w->mu);
     s->task = t;
     s->run = &run;
@@ -828,7 +826,7 @@ pool_broken_info(PyObject *op, PyObject *unused)
 static PyMethodDef pool_methods[] = {
     {"running", mg__pool_running, METH_NOARGS,
      "running()\n--\n\nTasks being run: [(seq, started_ns, interp_id, thread_ident, interrupted, "
-     "entered)]; entered: the task's own code has started (its interrupt can land)."},
+     "in_code)]; in_code: the task's own code runs now (its interrupt can land there)."},
     {"interrupt", mg__pool_interrupt, METH_VARARGS,
      "interrupt(seq, cancel)\n--\n\nInterrupt running task seq (as cancelled, or timed out); "
      "False if it is not running."},

@@ -415,7 +415,7 @@ mg__pool_running(PyObject *op, PyObject *unused)
                                        (long long)__atomic_load_n(&s->interp_id, __ATOMIC_RELAXED),
                                        __atomic_load_n(&s->ident, __ATOMIC_RELAXED),
                                        __atomic_load_n(&s->interrupted, __ATOMIC_RELAXED),
-                                       __atomic_load_n(&s->entered, __ATOMIC_ACQUIRE));
+                                       __atomic_load_n(&s->busy, __ATOMIC_ACQUIRE));
         if (item == NULL || PyList_Append(list, item) < 0)
             Py_CLEAR(list);
         Py_XDECREF(item);

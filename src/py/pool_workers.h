@@ -26,7 +26,6 @@ typedef struct {
     unsigned long ident;        /* atomic: the worker thread's ident */
     uint64_t seq;               /* atomic: the task it runs */
     int busy;                   /* atomic: 1 while task seq's own code runs (its interrupt window) */
-    int entered;                /* atomic: task seq's window has opened (its code started) */
     int64_t started_ns;         /* atomic: when task seq started */
     int interrupted;            /* atomic: MG__IRQ_* asked for task seq */
     mg__task_t *task;           /* guarded by workers_t.mu: the task it runs, or NULL */
