@@ -307,13 +307,17 @@ def test_wait_hanging_off_a_cycle_raises_too(make_interps, detection_on):
     r2, s2 = manygil.create_channel()
     r4, s4 = manygil.create_channel()
     keys = {(a.id, r1.id), (b.id, r2.id), (c.id, r4.id)}
+    r4_id = r4.id
     a.prepare_main(r=r1, s=s2, s4=s4)
     b.prepare_main(r=r2, s=s1)
     c.prepare_main(r=r4)
     del r1, s1, r2, s2, r4, s4
     drop_main_handles()
-    calls = [start(a.call, dl.recv, "r"), start(b.call, dl.recv, "r"),
-             start(c.call, dl.recv, "r")]
+    # C waits first: were the cycle broken before C's wait began, A would
+    # be idle (no longer stuck) and C's wait no longer hopeless.
+    calls = [start(c.call, dl.recv, "r")]
+    assert wait_until(lambda: (c.id, r4_id) in blocked_keys(), 10), waits()
+    calls += [start(a.call, dl.recv, "r"), start(b.call, dl.recv, "r")]
     results, _lat = run_until_done(calls, keys)
     for r in results:
         assert_deadlock(r)
