@@ -36,20 +36,26 @@ def rss():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def measure(op, reps=REPS, warmup=50, check_rss=True):
+def measure(op, reps=REPS, warmup=50, check_rss=True, settle=0.0):
     """Run op() warmup times, then reps times; assert no references (nor
     memory) were kept.  Caches that fill up once (CPython's and ours) may
-    still grow in the first half; the second half must keep nothing."""
+    still grow in the first half; the second half must keep nothing.
+    ``settle``: seconds to wait before each reading, for ops that start
+    threads (a joined thread's states are deleted by its exit hooks just
+    after join() returns)."""
     for _ in range(warmup):
         op()
+    time.sleep(settle)
     gc.collect()
     refs0, rss0 = sys.gettotalrefcount(), rss()
     for _ in range(reps // 2):
         op()
+    time.sleep(settle)
     gc.collect()
     refs1 = sys.gettotalrefcount()
     for _ in range(reps - reps // 2):
         op()
+    time.sleep(settle)
     gc.collect()
     drefs, drss = sys.gettotalrefcount() - refs0, rss() - rss0
     second = sys.gettotalrefcount() - refs1
@@ -207,4 +213,4 @@ def test_interrupts():
                 th.join(0.05)
             assert not ran_on, "interrupt() reached the thread but its code ran on"
             assert out == ["KeyboardInterrupt"], out
-        measure(op, reps=REPS // 4)
+        measure(op, reps=REPS // 4, settle=0.3)
