@@ -10,7 +10,7 @@ SAN=${MANYGIL_CTEST_SANITIZE:-}
 OUT="$REPO/tests/c/bin/$("$PY" -c "import sys; print('%d.%d%s' % (sys.version_info[:2] + (sys.abiflags,)))")${SAN:+-${SAN//,/-}}"
 mkdir -p "$OUT"
 read -r PYINC PYLIBDIR PYLDVER < <("$PY" -c "import sysconfig as s; v = s.get_config_var; print(s.get_paths()['include'], v('LIBDIR'), v('LDVERSION'))")
-CFLAGS="-std=c11 -O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE -I$REPO/include -I$REPO/src"
+CFLAGS="-std=c11 -O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE -DMG_BUILDING -I$REPO/include -I$REPO/src"
 if [ -n "$SAN" ]; then
   CFLAGS="$CFLAGS -fsanitize=$SAN -fno-omit-frame-pointer -fno-sanitize-recover=all"
   export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1 suppressions=$REPO/tests/c/tsan.supp}"

@@ -79,7 +79,16 @@ __all__ = [
     "InterpreterPoolExecutor",
     "BrokenInterpreterPool",
     "map",
+    "get_include",
 ]
+
+
+def get_include() -> str:
+    """The folder holding the installed ``manygil.h``: the C API that a
+    program embedding Python (a host) uses through ``mg_import()``.
+    Compile with ``-I$(python -m manygil include)``; link only libpython."""
+    import os
+    return os.path.join(os.path.dirname(__file__), "include")
 
 
 def _close_all_at_exit() -> None:

@@ -9,6 +9,10 @@
     Say, for each module, whether it imports in an isolated own-GIL
     interpreter.  Exits 1 if any does not.
 
+``python -m manygil include``
+    Print the folder holding ``manygil.h``, the C API for programs that
+    embed Python (``manygil.get_include()``).
+
 ``python -m manygil stacks``
     Show how to see every interpreter's Python stacks in a running program:
     put these lines in it, then send it SIGUSR1 (``kill -USR1 <pid>``)::
@@ -74,7 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     p_check = sub.add_parser("check", help="can these modules load in own-GIL interpreters?")
     p_check.add_argument("modules", nargs="+", metavar="MODULE")
     sub.add_parser("stacks", help="how to dump every interpreter's stacks on SIGUSR1")
+    sub.add_parser("include", help="print the folder holding manygil.h (the C API for hosts)")
     args = parser.parse_args(argv)
+    if args.command == "include":
+        import manygil
+        print(manygil.get_include())
+        return 0
     if args.command == "stacks":
         doc = __doc__ or ""
         print(doc[doc.index("``python -m manygil stacks``"):].strip())

@@ -2,6 +2,7 @@
 #include "manygil.h"
 #include "py/compat.h"
 #include "py/interp.h"
+#include "py/watch.h"
 
 int
 mg_interp_create(int64_t *id)
@@ -81,4 +82,15 @@ int
 mg_interp_is_running(int64_t id)
 {
     return mg__registry_is_running(id);
+}
+
+int
+mg_interp_interrupt(int64_t id)
+{
+    int known = mg__registry_is_running(id);
+    if (known < 0)
+        return known;
+    int count;
+    int rc = mg__interrupt_runs(id, "KeyboardInterrupt", NULL, 0, 0, &count);
+    return rc ? rc : count;
 }

@@ -297,6 +297,42 @@ builtin_exc_name(PyObject *exc)
     return NULL;
 }
 
+/* Interrupt (raise the built-in exception named `name` in) every thread
+ * but `self` running exec/call -- or, with `what`, runs of that kind -- in
+ * interpreter id (only thread `only` unless 0); one interrupt per thread.
+ * 0 with *count set, or MG_ENOMEM / a code of interrupt_run_async. */
+int
+mg__interrupt_runs(int64_t id, const char *name, const char *what, unsigned long only,
+                   unsigned long self, int *count)
+{
+    mg__wait_t *recs;
+    size_t n;
+    *count = 0;
+    if (mg__waits_snapshot(&recs, &n, NULL) != 0)
+        return MG_ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        mg__wait_t *r = &recs[i];
+        if (r->kind != MG__ACT_RUN || r->interp_id != id || r->what == NULL)
+            continue;
+        if (what != NULL ? strcmp(r->what, what) != 0
+                         : strcmp(r->what, "exec") != 0 && strcmp(r->what, "call") != 0)
+            continue;
+        if (r->thread_ident == self || (only != 0 && r->thread_ident != only))
+            continue;
+        int dup = 0;
+        for (size_t j = 0; j < i && !dup; j++)
+            dup = recs[j].kind == MG__ACT_RUN && recs[j].interp_id == id
+                  && recs[j].thread_ident == r->thread_ident;
+        if (dup)
+            continue;
+        rc = interrupt_run_async(id, r->thread_ident, r->serial, name);
+        *count += rc == 0;
+    }
+    free(recs);
+    return rc;
+}
+
 const char mg__interrupt_doc[] =
 
 "_interrupt(interp_id, exc, what=None)\n--\n\n"
@@ -327,32 +363,11 @@ mg__fn_interrupt(PyObject *mod, PyObject *args, PyObject *kwds)
     int known = mg__registry_is_running(id);
     if (known < 0)
         return mg__raise(known, "interpreter %lld", (long long)id);
-    mg__wait_t *recs;
-    size_t n;
-    if (mg__waits_snapshot(&recs, &n, NULL) != 0)
+    int count;
+    int rc = mg__interrupt_runs(id, name, what, (unsigned long)only, PyThread_get_thread_ident(),
+                                &count);
+    if (rc == MG_ENOMEM)
         return PyErr_NoMemory();
-    unsigned long self = PyThread_get_thread_ident();
-    int count = 0, rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        mg__wait_t *r = &recs[i];
-        if (r->kind != MG__ACT_RUN || r->interp_id != id || r->what == NULL)
-            continue;
-        if (what != NULL ? strcmp(r->what, what) != 0
-                         : strcmp(r->what, "exec") != 0 && strcmp(r->what, "call") != 0)
-            continue;
-        if (r->thread_ident == self || (only != 0 && r->thread_ident != only))
-            continue;
-        /* One interrupt per thread even if it has several runs there. */
-        int dup = 0;
-        for (size_t j = 0; j < i && !dup; j++)
-            dup = recs[j].kind == MG__ACT_RUN && recs[j].interp_id == id
-                  && recs[j].thread_ident == r->thread_ident;
-        if (dup)
-            continue;
-        rc = interrupt_run_async(id, r->thread_ident, r->serial, name);
-        count += rc == 0;
-    }
-    free(recs);
     if (rc)
         return mg__raise(rc, "interrupting interpreter %lld", (long long)id);
     return PyLong_FromLong(count);

@@ -13,6 +13,7 @@
 #include "py/codec.h"
 #include "py/errors.h"
 #include "py/interp.h"
+#include "py/host.h"
 #include "py/watch.h"
 #include "py/fork.h"
 #include "py/state.h"
@@ -695,7 +696,8 @@ core_exec_module(PyObject *mod)
             || PyModule_AddFunctions(mod, mg__watch_functions) < 0
             || PyModule_AddFunctions(mod, mg__fork_functions) < 0
             || PyModule_AddFunctions(mod, mg__pool_functions) < 0
-            || PyModule_AddFunctions(mod, mg__awatch_functions) < 0)
+            || PyModule_AddFunctions(mod, mg__awatch_functions) < 0
+            || mg__capi_add(mod) < 0)
         return -1;
     if (PyModule_AddIntConstant(mod, "CODEC_MAX_DEPTH", MG__CODEC_MAX_DEPTH) < 0
             || PyModule_AddIntConstant(mod, "ADOPT_MIN", mg__codec_adopt_min()) < 0)

@@ -10,6 +10,12 @@
  * a new detached thread (the caller does not wait).  0 or MG_ENOMEM. */
 int mg__interrupt_async(int64_t interp, unsigned long ident, const char *exc);
 
+/* Raise the built-in exception named `name` in every thread but `self`
+ * running exec/call (with `what`: runs of that kind) in interpreter id,
+ * or only in thread `only` unless it is 0.  0 with *count, or MG_E*. */
+int mg__interrupt_runs(int64_t id, const char *name, const char *what, unsigned long only,
+                       unsigned long self, int *count);
+
 /* A counter that moves whenever an interrupt is sent: a call that sees it
  * move while it ran clears any interrupt left pending for its thread. */
 uint64_t mg__interrupts_sent(void);
