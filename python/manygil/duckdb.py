@@ -20,7 +20,7 @@ import ctypes
 import os
 import threading
 
-__all__ = ["ExtensionError", "connect", "load", "extension_path"]
+__all__ = ["ExtensionError", "connect", "load", "create_function", "extension_path"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _EXTENSION = os.path.join(_HERE, "manygil.duckdb_extension")
@@ -51,6 +51,10 @@ def _duckdb():
     return duckdb
 
 
+# Held from staging a function to the LOAD that registers it (the entry
+# point takes whatever is staged), and around plain loads for the same reason.
+_stage_lock = threading.Lock()
+_alias_count = 0     # guarded by _stage_lock: a new alias for each registering LOAD
 _lib_lock = threading.Lock()
 _lib = None          # the extension's library, once opened
 
@@ -66,6 +70,11 @@ def _library():
             if lib.manygil_duckdb_abi() != _CTYPES_ABI:
                 raise ExtensionError(f"{path} does not match this manygil.duckdb "
                                      f"(interface {lib.manygil_duckdb_abi()}, expected {_CTYPES_ABI})")
+            lib.manygil_duckdb_stage.argtypes = [ctypes.c_char_p, ctypes.py_object,
+                                                 ctypes.py_object, ctypes.c_char_p,
+                                                 ctypes.c_char_p, ctypes.c_int]
+            lib.manygil_duckdb_stage.restype = ctypes.c_int
+            lib.manygil_duckdb_discard.restype = None
             _lib = lib
         return _lib
 
@@ -97,7 +106,8 @@ def load(con):
                 "with duckdb.connect(..., config={'allow_unsigned_extensions': 'true'}) and then "
                 "call manygil.duckdb.load(con) (the setting cannot be changed once the "
                 "database runs)")
-        con.load_extension(extension_path())
+        with _stage_lock:
+            con.load_extension(extension_path())
     _library()
     return con
 
@@ -118,3 +128,101 @@ def connect(database: str = ":memory:", read_only: bool = False, config: dict | 
     except BaseException:
         con.close()
         raise
+
+
+# Options of the extension's manygil_duckdb_stage (src/duckdb/udf.c).
+_OPT_SPECIAL_NULL = 0x1
+_OPT_RETURN_NULL = 0x2
+_OPT_SIDE_EFFECTS = 0x4
+
+
+def _type_name(duckdb, name, t):
+    """DuckDB's canonical name of a type given as a duckdb.sqltypes object or a name."""
+    if isinstance(t, duckdb.sqltypes.DuckDBPyType):
+        return str(t)
+    if isinstance(t, str):
+        try:
+            return str(duckdb.sqltype(t))
+        except duckdb.Error as e:
+            raise ValueError(f"manygil.duckdb UDF {name}: unknown SQL type {t!r}: {e}") from None
+    raise TypeError(f"manygil.duckdb UDF {name}: a type must be a duckdb.sqltypes type or a type "
+                    f"name such as 'BIGINT', not {type(t).__name__}")
+
+
+def _choice(name, what, value, choices):
+    key = getattr(value, "name", value)        # duckdb.func.FunctionNullHandling.SPECIAL
+    if isinstance(key, str) and key.lower() in choices:
+        return key.lower()
+    raise ValueError(f"manygil.duckdb UDF {name}: {what} must be one of "
+                     f"{', '.join(map(repr, choices))}, not {value!r}")
+
+
+def create_function(con, name: str, function, parameters, return_type, *,
+                    null_handling="default", exception_handling="default",
+                    side_effects: bool = False, initializer=None):
+    """Register `function` as the SQL scalar function `name` in con's database,
+    evaluated in parallel: each DuckDB thread calls it in its own own-GIL
+    interpreter, one chunk of rows at a time.
+
+    Mirrors duckdb's DuckDBPyConnection.create_function: `parameters` (a list)
+    and `return_type` are duckdb.sqltypes types or type names ("BIGINT");
+    null_handling="special" passes None for NULLs (by default a NULL argument
+    gives NULL without a call); exception_handling="return_null" makes a row
+    whose call raises (or whose result does not fit) NULL; side_effects=True
+    marks the function volatile.  `initializer`, if given, is called with no
+    arguments once in each interpreter before its first call of `function`.
+    The function (and the initializer) cross to the interpreters as manygil
+    sends functions: importable ones by reference, lambdas, closures and
+    __main__'s by value; module-level state lives once per interpreter.
+    Supported types: BOOLEAN, TINYINT, SMALLINT, INTEGER, BIGINT, UTINYINT,
+    USMALLINT, UINTEGER, UBIGINT, FLOAT, DOUBLE, VARCHAR, BLOB.  Returns con."""
+    duckdb = _duckdb()
+    if not isinstance(con, duckdb.DuckDBPyConnection):
+        raise TypeError(f"manygil.duckdb.create_function() needs a duckdb.DuckDBPyConnection, "
+                        f"not {type(con).__name__}")
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"manygil.duckdb.create_function(): the name must be an identifier, "
+                         f"not {name!r}")
+    if not callable(function):
+        raise TypeError(f"manygil.duckdb UDF {name}: the function is not callable "
+                        f"({type(function).__name__})")
+    if initializer is not None and not callable(initializer):
+        raise TypeError(f"manygil.duckdb UDF {name}: the initializer is not callable")
+    if isinstance(parameters, (str, duckdb.sqltypes.DuckDBPyType)) or parameters is None:
+        raise TypeError(f"manygil.duckdb UDF {name}: parameters must be a list of types")
+    params = [_type_name(duckdb, name, t) for t in parameters]
+    ret = _type_name(duckdb, name, return_type)
+    options = 0
+    if _choice(name, "null_handling", null_handling, ("default", "special")) == "special":
+        options |= _OPT_SPECIAL_NULL
+    if _choice(name, "exception_handling", exception_handling,
+               ("default", "return_null")) == "return_null":
+        options |= _OPT_RETURN_NULL
+    if side_effects:
+        options |= _OPT_SIDE_EFFECTS
+    if not _loaded(con):
+        raise ExtensionError(
+            f"manygil.duckdb UDF {name}: manygil's DuckDB extension is not loaded in this "
+            "connection's database: make the connection with manygil.duckdb.connect(), or call "
+            "manygil.duckdb.load(con) on a connection made with "
+            "config={'allow_unsigned_extensions': 'true'}")
+    exists = con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = ?",
+                         [name]).fetchall()[0][0]
+    if exists:
+        raise ValueError(f"manygil.duckdb UDF {name}: a function named {name!r} already exists "
+                         "in this database")
+    lib = _library()
+    path = extension_path().replace("'", "''")
+    global _alias_count
+    with _stage_lock:
+        lib.manygil_duckdb_stage(name.encode(), function, initializer, ",".join(params).encode(),
+                                 ret.encode(), options)
+        _alias_count += 1
+        try:
+            con.execute(f"LOAD '{path}' AS manygil_udf_{_alias_count}")
+        except duckdb.Error as e:
+            raise ExtensionError(f"manygil.duckdb UDF {name}: DuckDB did not register it: {e}") \
+                from None
+        finally:
+            lib.manygil_duckdb_discard()
+    return con

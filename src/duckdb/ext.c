@@ -5,8 +5,12 @@
  * once per database for a plain LOAD (manygil.duckdb.load), and again for
  * every LOAD '<path>' AS <alias> with a new alias.  The database handle it
  * lends is valid only during that call and must not be kept, so the
- * extension keeps nothing of a database: the database's lifetime stays
- * DuckDB's own.
+ * extension keeps nothing of a database: a function is registered by such an
+ * aliased LOAD, whose entry point takes the registration that Python staged
+ * just before (manygil_duckdb_stage, udf.c), opens a connection, registers
+ * the function in the database's catalog and disconnects.  The database's
+ * lifetime stays DuckDB's own; a function's state (udf.c) is freed by DuckDB
+ * with the catalog.
  */
 #include <Python.h>
 
@@ -21,6 +25,23 @@ DUCKDB_EXTENSION_ENTRYPOINT_CUSTOM(duckdb_extension_info info, struct duckdb_ext
   if (!Py_IsInitialized()) {
     access->set_error(info, "manygil's DuckDB extension runs Python functions: load it from "
                             "Python with manygil.duckdb.load(con) or manygil.duckdb.connect()");
+    return false;
+  }
+  if (!mgdb__staged())
+    return true;               /* a plain LOAD: nothing to register */
+  duckdb_database *db = access->get_database(info);
+  if (db == NULL)
+    return false;              /* DuckDB has set the error */
+  duckdb_connection conn;
+  if (duckdb_connect(*db, &conn) == DuckDBError) {
+    access->set_error(info, "manygil: could not open a connection to the database");
+    return false;
+  }
+  char err[512];
+  int rc = mgdb__register_staged(conn, err, sizeof(err));
+  duckdb_disconnect(&conn);
+  if (rc < 0) {
+    access->set_error(info, err);
     return false;
   }
   return true;
