@@ -229,6 +229,26 @@ def test_a_thousand_queries_keep_memory_bounded(con):
     assert grown < 20 * 2**20, f"RSS grew by {grown / 2**20:.1f} MiB over 1,000 queries"
 
 
+def test_registering_leaves_the_connections_pending_result_alone(con):
+    res = con.execute("SELECT i FROM range(5000) r(i) ORDER BY i")
+    first = res.fetchmany(10)
+    mgdb.create_function(con, "p", abs, ["BIGINT"], "BIGINT")
+    rest = res.fetchall()
+    assert [r[0] for r in first + rest] == list(range(5000))
+    assert con.execute("SELECT p(-2)").fetchall() == [(2,)]
+
+
+def test_a_read_only_database_takes_functions_too(tmp_path):
+    path = str(tmp_path / "ro.duckdb")
+    rw = mgdb.connect(path)
+    rw.execute("CREATE TABLE t AS SELECT i AS x FROM range(10) r(i)")
+    rw.close()
+    ro = mgdb.connect(path, read_only=True)
+    mgdb.create_function(ro, "neg", lambda x: -x, ["BIGINT"], "BIGINT")
+    assert ro.execute("SELECT sum(neg(x)) FROM t").fetchall() == [(-45,)]
+    ro.close()
+
+
 # ---- errors ----------------------------------------------------------------------
 
 def test_a_raising_udf_fails_the_query_with_type_message_and_traceback(con):

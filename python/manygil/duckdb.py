@@ -90,6 +90,20 @@ def _loaded(con) -> bool:
     return rows[0][0] > 0
 
 
+class _Cursor:
+    """A cursor of con for manygil's own statements (con's pending result, if
+    any, stays as it was), closed on leaving."""
+
+    def __init__(self, con):
+        self.cur = con.cursor()
+
+    def __enter__(self):
+        return self.cur
+
+    def __exit__(self, *exc):
+        self.cur.close()
+
+
 def load(con):
     """Load manygil's DuckDB extension into con's database (once per database;
     loading again is harmless).  con must have been made with unsigned
@@ -98,6 +112,13 @@ def load(con):
     if not isinstance(con, duckdb.DuckDBPyConnection):
         raise TypeError(f"manygil.duckdb.load() needs a duckdb.DuckDBPyConnection, "
                         f"not {type(con).__name__}")
+    with _Cursor(con) as cur:
+        _load(cur)
+    _library()
+    return con
+
+
+def _load(con):
     if not _loaded(con):
         if not _unsigned_allowed(con):
             raise ExtensionError(
@@ -108,8 +129,6 @@ def load(con):
                 "database runs)")
         with _stage_lock:
             con.load_extension(extension_path())
-    _library()
-    return con
 
 
 def connect(database: str = ":memory:", read_only: bool = False, config: dict | None = None):
@@ -176,6 +195,7 @@ def create_function(con, name: str, function, parameters, return_type, *,
     __main__'s by value; module-level state lives once per interpreter.
     Supported types: BOOLEAN, TINYINT, SMALLINT, INTEGER, BIGINT, UTINYINT,
     USMALLINT, UINTEGER, UBIGINT, FLOAT, DOUBLE, VARCHAR, BLOB.  Returns con."""
+    global _alias_count
     duckdb = _duckdb()
     if not isinstance(con, duckdb.DuckDBPyConnection):
         raise TypeError(f"manygil.duckdb.create_function() needs a duckdb.DuckDBPyConnection, "
@@ -200,29 +220,29 @@ def create_function(con, name: str, function, parameters, return_type, *,
         options |= _OPT_RETURN_NULL
     if side_effects:
         options |= _OPT_SIDE_EFFECTS
-    if not _loaded(con):
-        raise ExtensionError(
-            f"manygil.duckdb UDF {name}: manygil's DuckDB extension is not loaded in this "
-            "connection's database: make the connection with manygil.duckdb.connect(), or call "
-            "manygil.duckdb.load(con) on a connection made with "
-            "config={'allow_unsigned_extensions': 'true'}")
-    exists = con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = ?",
-                         [name]).fetchall()[0][0]
-    if exists:
-        raise ValueError(f"manygil.duckdb UDF {name}: a function named {name!r} already exists "
-                         "in this database")
-    lib = _library()
-    path = extension_path().replace("'", "''")
-    global _alias_count
-    with _stage_lock:
-        lib.manygil_duckdb_stage(name.encode(), function, initializer, ",".join(params).encode(),
-                                 ret.encode(), options)
-        _alias_count += 1
-        try:
-            con.execute(f"LOAD '{path}' AS manygil_udf_{_alias_count}")
-        except duckdb.Error as e:
-            raise ExtensionError(f"manygil.duckdb UDF {name}: DuckDB did not register it: {e}") \
-                from None
-        finally:
-            lib.manygil_duckdb_discard()
+    with _Cursor(con) as cur:
+        if not _loaded(cur):
+            raise ExtensionError(
+                f"manygil.duckdb UDF {name}: manygil's DuckDB extension is not loaded in this "
+                "connection's database: make the connection with manygil.duckdb.connect(), or call "
+                "manygil.duckdb.load(con) on a connection made with "
+                "config={'allow_unsigned_extensions': 'true'}")
+        exists = cur.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = ?",
+                             [name]).fetchall()[0][0]
+        if exists:
+            raise ValueError(f"manygil.duckdb UDF {name}: a function named {name!r} already exists "
+                             "in this database")
+        lib = _library()
+        path = extension_path().replace("'", "''")
+        with _stage_lock:
+            lib.manygil_duckdb_stage(name.encode(), function, initializer, ",".join(params).encode(),
+                                     ret.encode(), options)
+            _alias_count += 1
+            try:
+                cur.execute(f"LOAD '{path}' AS manygil_udf_{_alias_count}")
+            except duckdb.Error as e:
+                raise ExtensionError(f"manygil.duckdb UDF {name}: DuckDB did not register it: {e}") \
+                    from None
+            finally:
+                lib.manygil_duckdb_discard()
     return con
