@@ -96,6 +96,18 @@ def test_the_database_closes_with_its_connections():
     assert threads_now() <= before
 
 
+def test_load_from_sql_also_works_and_registers_nothing():
+    # The entry point registers only what create_function staged: a plain LOAD
+    # statement (DuckDB runs it without the GIL) just loads the extension.
+    con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+    path = mgdb.extension_path().replace("'", "''")
+    con.execute(f"LOAD '{path}'")
+    assert con.execute(LOADED).fetchall() == [(1,)]
+    assert con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name LIKE 'manygil%'"
+                       ).fetchall() == [(0,)]
+    con.close()
+
+
 def test_process_exit_with_a_connection_open_is_clean():
     code = ("import manygil.duckdb as m\n"
             "con = m.connect(config={'threads': '4'})\n"
