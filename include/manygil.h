@@ -215,8 +215,8 @@ typedef struct mg_error {
   char *traceback;    /* the formatted traceback, "" if none */
 } mg_error_t;
 
-/* Call f in interpreter `interp` over `nrows` rows: `ncols` input columns
- * `in` (the arguments, in order) and one output column `out`.  The result
+/* Call f in interpreter `interp` over `nrows` rows: `ncols` (0 to 64) input
+ * columns `in` (the arguments, in order) and one output column `out`.  The result
  * of each row is converted to out->type: None is NULL; an int must fit (no
  * truncation), bool/int/float are accepted for FLOAT*, bool or int 0/1 for
  * BOOL, str for TEXT, bytes-like (or str, as UTF-8) for BINARY.  Returns 0,

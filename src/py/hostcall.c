@@ -197,6 +197,19 @@ put_bytes(batch_t *b, size_t i, const char *p, size_t n)
 
 #define WHY(...) (snprintf(why, whylen, __VA_ARGS__), MG_ERESULT)
 
+/* "<repr of res, cut at 60> does not fit TYPE (range)" into why. */
+static int
+does_not_fit(char *why, size_t whylen, PyObject *res, const char *tname, const char *range)
+{
+    PyObject *r = PyObject_Repr(res);
+    if (r == NULL)
+        PyErr_Clear();
+    snprintf(why, whylen, "%.60s%s does not fit %s (%s)", utf8_or(r, "?"),
+             r && PyUnicode_GET_LENGTH(r) > 60 ? "..." : "", tname, range);
+    Py_XDECREF(r);
+    return MG_ERESULT;
+}
+
 /* Store the result `res` of row i in the output column: 0, MG_ENOMEM, or
  * MG_ERESULT with `why` saying what did not fit (no exception left set). */
 static int
@@ -234,13 +247,9 @@ put_cell(batch_t *b, size_t i, PyObject *res, char *why, size_t whylen)
         static const long long hi[] = {INT8_MAX, INT16_MAX, INT32_MAX, INT64_MAX};
         int k = t - MG_T_INT8;
         if (ov || v < lo[k] || v > hi[k]) {
-            PyObject *r = PyObject_Repr(res);
-            const char *s = utf8_or(r, "?");
-            int n = snprintf(why, whylen, "%.60s%s does not fit %s (%lld to %lld)", s,
-                             r && PyUnicode_GET_LENGTH(r) > 60 ? "..." : "", tname, lo[k], hi[k]);
-            (void)n;
-            Py_XDECREF(r);
-            return MG_ERESULT;
+            char range[64];
+            snprintf(range, sizeof range, "%lld to %lld", lo[k], hi[k]);
+            return does_not_fit(why, whylen, res, tname, range);
         }
         switch (t) {
         case MG_T_INT8: ((int8_t *)d)[i] = (int8_t)v; break;
@@ -258,11 +267,9 @@ put_cell(batch_t *b, size_t i, PyObject *res, char *why, size_t whylen)
         unsigned long long v = PyLong_AsUnsignedLongLong(res);
         if ((v == (unsigned long long)-1 && PyErr_Occurred()) || v > hi[k]) {
             PyErr_Clear();
-            PyObject *r = PyObject_Repr(res);
-            snprintf(why, whylen, "%.60s%s does not fit %s (0 to %llu)", utf8_or(r, "?"),
-                     r && PyUnicode_GET_LENGTH(r) > 60 ? "..." : "", tname, hi[k]);
-            Py_XDECREF(r);
-            return MG_ERESULT;
+            char range[64];
+            snprintf(range, sizeof range, "0 to %llu", hi[k]);
+            return does_not_fit(why, whylen, res, tname, range);
         }
         switch (t) {
         case MG_T_UINT8: ((uint8_t *)d)[i] = (uint8_t)v; break;
@@ -517,10 +524,7 @@ int
 mg_call_batch(int64_t interp, mg_func_t *f, int flags, size_t nrows, int ncols,
               const mg_column_t *in, mg_column_t *out, mg_error_t *err)
 {
-    if (err != NULL) {
-        err->type = err->message = err->traceback = NULL;
-        err->row = -1;
-    }
+    mg_error_clear(err);            /* zero-initialised or from an earlier call */
     if (f == NULL || ncols < 0 || ncols > MAX_ARGS || (ncols > 0 && in == NULL)
         || (flags & ~(MG_CALL_PASS_NULL | MG_CALL_VECTORIZED | MG_CALL_ERROR_NULL)))
         return MG_EINVAL;

@@ -3,10 +3,11 @@
  * that interpreter's state dict.
  *
  * Each interpreter keeps {serial: callable} under CACHE_KEY in its
- * PyInterpreterState_GetDict().  mg_func_free records the serial as dead
- * and bumps `dead_gen`; an interpreter whose cache saw an older generation
- * drops the dead entries at its next lookup (the copies of a freed callable
- * live at most until then, or until the interpreter closes). */
+ * PyInterpreterState_GetDict().  mg_func_free takes the serial out of the
+ * live list and bumps `live.gen`; an interpreter whose cache saw an older
+ * generation drops its entries that are not live at its next lookup (the
+ * copies of a freed callable live at most until then, or until the
+ * interpreter closes). */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,14 +20,30 @@
 #define INITED_KEY "manygil.host.inited"
 #define GEN_KEY "manygil.host.gen"
 
-static _Atomic uint64_t next_serial = 1;
-
+/* The serials of the callables not freed yet, in increasing order (serials
+ * are handed out in order under the mutex, so new ones append). */
 static struct {
     mg__mutex_t mu;
-    uint64_t *serials;          /* guarded by mu: freed callables */
+    uint64_t next;              /* guarded by mu */
+    uint64_t *serials;          /* guarded by mu */
     size_t n, cap;              /* guarded by mu */
     _Atomic uint64_t gen;       /* bumped (under mu) by every free */
-} dead = {.mu = MG__MUTEX_INIT};
+} live = {.mu = MG__MUTEX_INIT, .next = 1};
+
+/* Index of serial in live.serials, or -1.  Call with live.mu held. */
+static ptrdiff_t
+live_find_locked(uint64_t serial)
+{
+    size_t lo = 0, hi = live.n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (live.serials[mid] < serial)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < live.n && live.serials[lo] == serial ? (ptrdiff_t)lo : -1;
+}
 
 static mg_func_t *
 func_new(int kind)
@@ -34,7 +51,21 @@ func_new(int kind)
     mg_func_t *f = calloc(1, sizeof *f);
     if (f == NULL)
         return NULL;
-    f->serial = atomic_fetch_add(&next_serial, 1);
+    mg__mutex_lock(&live.mu);
+    if (live.n == live.cap) {
+        size_t ncap = live.cap ? live.cap * 2 : 16;
+        uint64_t *p = realloc(live.serials, ncap * sizeof *p);
+        if (p == NULL) {
+            mg__mutex_unlock(&live.mu);
+            free(f);
+            return NULL;
+        }
+        live.serials = p;
+        live.cap = ncap;
+    }
+    f->serial = live.next++;
+    live.serials[live.n++] = f->serial;
+    mg__mutex_unlock(&live.mu);
     f->kind = kind;
     return f;
 }
@@ -118,20 +149,14 @@ mg_func_free(mg_func_t *f)
 {
     if (f == NULL)
         return;
-    mg__mutex_lock(&dead.mu);
-    if (dead.n == dead.cap) {
-        size_t ncap = dead.cap ? dead.cap * 2 : 16;
-        uint64_t *p = realloc(dead.serials, ncap * sizeof *p);
-        if (p != NULL) {
-            dead.serials = p;
-            dead.cap = ncap;
-        }
+    mg__mutex_lock(&live.mu);
+    ptrdiff_t i = live_find_locked(f->serial);
+    if (i >= 0) {
+        memmove(&live.serials[i], &live.serials[i + 1], (live.n - (size_t)i - 1) * sizeof *live.serials);
+        live.n--;
+        atomic_fetch_add(&live.gen, 1);
     }
-    if (dead.n < dead.cap) {        /* out of memory: the copies stay until close */
-        dead.serials[dead.n++] = f->serial;
-        atomic_fetch_add(&dead.gen, 1);
-    }
-    mg__mutex_unlock(&dead.mu);
+    mg__mutex_unlock(&live.mu);
     free(f->a);
     free(f->b);
     mg__buf_free(&f->enc);
@@ -162,38 +187,41 @@ interp_dict(const char *key)
     return d;
 }
 
-/* Drop the copies of callables freed since this interpreter last looked. */
+/* Drop the copies of callables freed since this interpreter last looked:
+ * the keys of its cache (few: the callables used here) that are not live. */
 static int
 purge_dead(PyObject *cache, PyObject *inited)
 {
-    uint64_t gen = atomic_load(&dead.gen);
+    uint64_t gen = atomic_load(&live.gen);
     PyObject *idict = PyInterpreterState_GetDict(PyInterpreterState_Get());
     PyObject *seen = PyDict_GetItemString(idict, GEN_KEY);
     if (seen != NULL && PyLong_AsUnsignedLongLong(seen) == gen)
         return 0;
-    uint64_t *copy = NULL;
-    size_t n = 0;
-    mg__mutex_lock(&dead.mu);
-    if (dead.n) {
-        copy = malloc(dead.n * sizeof *copy);
-        if (copy != NULL) {
-            memcpy(copy, dead.serials, dead.n * sizeof *copy);
-            n = dead.n;
+    PyObject *dicts[2] = {cache, inited};
+    for (int d = 0; d < 2; d++) {
+        PyObject *keys = PyDict_Keys(dicts[d]);
+        if (keys == NULL)
+            return -1;
+        Py_ssize_t n = PyList_GET_SIZE(keys);
+        uint64_t *serials = malloc((size_t)(n ? n : 1) * sizeof *serials);
+        if (serials == NULL) {
+            Py_DECREF(keys);
+            return 0;               /* try again next time */
         }
+        for (Py_ssize_t i = 0; i < n; i++)
+            serials[i] = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(keys, i));
+        mg__mutex_lock(&live.mu);  /* a leaf lock: nothing waits under it */
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (live_find_locked(serials[i]) >= 0)
+                serials[i] = 0;     /* keep */
+        gen = atomic_load(&live.gen);
+        mg__mutex_unlock(&live.mu);
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (serials[i] != 0 && PyDict_DelItem(dicts[d], PyList_GET_ITEM(keys, i)) < 0)
+                PyErr_Clear();
+        free(serials);
+        Py_DECREF(keys);
     }
-    gen = atomic_load(&dead.gen);
-    mg__mutex_unlock(&dead.mu);
-    if (dead.n && copy == NULL)
-        return 0;                   /* try again next time */
-    for (size_t i = 0; i < n; i++) {
-        PyObject *k = PyLong_FromUnsignedLongLong(copy[i]);
-        if (k == NULL)
-            break;
-        if (PyDict_DelItem(cache, k) < 0 || PyDict_DelItem(inited, k) < 0)
-            PyErr_Clear();          /* not there */
-        Py_DECREF(k);
-    }
-    free(copy);
     PyObject *g = PyLong_FromUnsignedLongLong(gen);
     int rc = g == NULL ? -1 : PyDict_SetItemString(idict, GEN_KEY, g);
     Py_XDECREF(g);
