@@ -99,6 +99,12 @@ def test_result_types_from_python_values_match_duckdb(con, sql_type):
     same(con, "SELECT {f}c(x) FROM t ORDER BY rowid")
 
 
+def test_sixty_four_arguments(con):
+    mgdb.create_function(con, "m64", lambda *a: sum(a), ["BIGINT"] * 64, "BIGINT")
+    args = ", ".join(str(i) for i in range(64))
+    assert con.execute(f"SELECT m64({args})").fetchall() == [(sum(range(64)),)]
+
+
 def test_several_arguments_and_no_arguments(con):
     con.execute("CREATE TABLE t2 AS SELECT i AS a, 'ab' || i AS s FROM range(5000) r(i)")
     both(con, "rep", lambda a, s: s * (a % 4), ["BIGINT", "VARCHAR"], "VARCHAR")
@@ -317,6 +323,8 @@ def test_bad_arguments(con):
         mgdb.create_function(con, "f", len, ["BIGINT"], "BIGINT", null_handling="sometimes")
     with pytest.raises(TypeError, match="list of types"):
         mgdb.create_function(con, "f", len, "BIGINT", "BIGINT")
+    with pytest.raises(ValueError, match="more than 64 parameters"):
+        mgdb.create_function(con, "f", max, ["BIGINT"] * 65, "BIGINT")
     mgdb.create_function(con, "f", abs, ["BIGINT"], "BIGINT")
     with pytest.raises(ValueError, match="already exists"):
         mgdb.create_function(con, "f", abs, ["BIGINT"], "BIGINT")

@@ -73,6 +73,9 @@ is_bytes(mg_type_t t)
 
 /* ---- a registered function ------------------------------------------------- */
 
+/* mg_call_batch takes 0 to 64 input columns. */
+#define MGDB_MAX_PARAMS 64
+
 /* Options of manygil_duckdb_stage (python/manygil/duckdb.py sends them). */
 #define MGDB_OPT_SPECIAL_NULL  0x1   /* null_handling="special" */
 #define MGDB_OPT_RETURN_NULL   0x2   /* exception_handling="return_null" */
@@ -312,7 +315,7 @@ parse_types(const char *name, const char *list, const type_map_t **out, int max)
       return -1;
     }
     if (n == max) {
-      PyErr_Format(PyExc_ValueError, "manygil.duckdb UDF %s: too many parameters", name);
+      PyErr_Format(PyExc_ValueError, "manygil.duckdb UDF %s: more than %d parameters", name, max);
       return -1;
     }
     out[n++] = t;
@@ -357,8 +360,8 @@ manygil_duckdb_stage(const char *name, PyObject *func, PyObject *init, const cha
     api = mg_api;
   }
   mgdb__sigint_chain();
-  const type_map_t *in[256];
-  int nparams = parse_types(name, params, in, 256);
+  const type_map_t *in[MGDB_MAX_PARAMS];
+  int nparams = parse_types(name, params, in, MGDB_MAX_PARAMS);
   if (nparams < 0)
     return -1;
   const type_map_t *out;
