@@ -86,7 +86,20 @@ wheels() {
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux_2_28_x86_64 --platform any -d "$dir" \
     meson-python meson ninja packaging pyproject-metadata pytest pytest-timeout hypothesis \
-    iniconfig pluggy pygments sortedcontainers attrs numpy joblib cloudpickle
+    iniconfig pluggy pygments sortedcontainers attrs numpy joblib cloudpickle \
+    "duckdb==$(cat "$(dirname "$0")/../src/duckdb/duckdb-version.txt")"
+  # DuckDB's source distribution: its headers build manygil's DuckDB extension
+  # (scripts/duckdb_headers.py looks for it under .wheels/).
+  duckdb_sdist "$dir"
+}
+
+duckdb_sdist() {
+  local dir=$1 ver
+  ver=$(cat "$(dirname "$0")/../src/duckdb/duckdb-version.txt")
+  [[ -f $dir/duckdb-$ver.tar.gz ]] && return 0
+  "$host" -m pip download -q --disable-pip-version-check --no-deps --no-binary duckdb \
+    -d "$dir" "duckdb==$ver" \
+    || echo "debian-root: could not download DuckDB's source distribution; the DuckDB extension will not be built in the root" >&2
 }
 
 case ${1:-} in

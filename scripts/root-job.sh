@@ -18,7 +18,10 @@ vpy=$(make_venv "$(command -v "$EXE")" "$REPO/.venv-$JOB" "${setup[@]}") || { ec
 case $JOB in
   *-asan)
     libasan=$(gcc -print-file-name=libasan.so)
-    export LD_PRELOAD=$libasan
+    # libstdc++ as well: ASan's __cxa_throw interceptor looks the real one up at start-up,
+    # and the interpreter does not link it, so the first C++ exception of a C++ extension
+    # (duckdb) would abort on ASan's CHECK (real___cxa_throw != 0).
+    export LD_PRELOAD=$libasan:$(gcc -print-file-name=libstdc++.so.6)
     export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:detect_stack_use_after_return=0"
     export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
     export MANYGIL_TIMEOUT_SCALE=${MANYGIL_TIMEOUT_SCALE:-2}
