@@ -76,7 +76,8 @@ run() {
 }
 
 # Wheels for the test venv of Python $1 into $2 (pure-Python ones serve the
-# debug builds too; numpy has none for their ABI and is left out there).
+# debug builds too; numpy has none for their ABI and is left out there, and so
+# is distributed: its pyyaml, msgpack and markupsafe have none either).
 wheels() {
   local ver=$1 dir=$2 host
   host=$(command -v python3) || cannot "no python3 on the host to download wheels with"
@@ -86,7 +87,9 @@ wheels() {
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux_2_28_x86_64 --platform any -d "$dir" \
     meson-python meson ninja packaging pyproject-metadata pytest pytest-timeout hypothesis \
-    iniconfig pluggy pygments sortedcontainers attrs numpy joblib cloudpickle
+    iniconfig pluggy pygments sortedcontainers attrs numpy joblib cloudpickle \
+    dask==2026.8.0 distributed==2026.8.0 click fsspec partd locket pyyaml toolz jinja2 \
+    markupsafe msgpack psutil tblib tornado zict
 }
 
 case ${1:-} in
