@@ -93,6 +93,22 @@ def test_bag_pipeline(client):
     assert _worker_stats(client)["tasks"]["interpreters"] > 0
 
 
+@pytest.mark.timeout(60)
+def test_nested_tasks_and_containers_in_arguments(client):
+    """Dask's task spec: tasks and containers nested in a task's arguments
+    are evaluated in the interpreter as Task.__call__ would."""
+    from dask._task_spec import DataNode, Dict, List, Task, TaskRef
+    graph = {
+        "a": DataNode("a", 3),
+        "b": Task("b", df.inc, 4),
+        "c": Task("c", df.nested_args, Task(None, df.inc, TaskRef("a")),
+                  List(TaskRef("b"), Task(None, df.inc, 10)),
+                  kw=Dict(x=TaskRef("a"), y=[1, 2])),
+    }
+    assert client.get(graph, "c") == (4, [5, 11], {"x": 3, "y": [1, 2]}, True)
+    assert graph["c"]({"a": 3, "b": 5})[:3] == (4, [5, 11], {"x": 3, "y": [1, 2]})
+
+
 @pytest.mark.timeout(120)
 def test_exception_reaches_the_client_with_the_remote_traceback(client):
     future = client.submit(df.fail_on, 7, 7)
@@ -190,13 +206,15 @@ def test_mixed_numpy_and_pure_python_graph():
 
 
 @pytest.mark.timeout(120)
-def test_plugin_with_a_task_time_limit():
+def test_plugin_with_a_task_time_limit_and_the_watchdog():
     with _cluster() as cluster, Client(cluster) as c:
-        c.register_plugin(manygil.dask.ManygilPlugin(interpreters=2, task_timeout=1.0))
+        c.register_plugin(manygil.dask.ManygilPlugin(interpreters=2, task_timeout=1.5,
+                                                     warn_after=0.3))
         assert c.submit(df.spin_where, 100).result() == (df.spin(100), True)
         with pytest.raises(manygil.TaskTimeout):
             c.submit(df.spin_for, 60.0).result(timeout=30 * TIMEOUT_SCALE)
         assert c.submit(df.inc, 41).result() == 42
+        assert "no progress: pool task" in _logs(c)       # the watchdog's report
     with pytest.raises(ValueError, match="interpreters must be a positive int"):
         manygil.dask.ManygilPlugin(interpreters=0)
 

@@ -96,7 +96,7 @@ class ManygilPlugin(WorkerPlugin):
         while any(t.is_alive() for t in samplers):
             await asyncio.sleep(0.02)
         pool = InterpreterPoolExecutor(int(n), thread_name_prefix="manygil-dask",
-                                       task_timeout=timeout, warn_after=warn)
+                                       task_timeout=timeout, warn_after=warn, on_hang=_log_hang)
         runner = self._runner = _Runner(worker, pool, current)
         worker.executors["threads"] = current
         worker.executors["interpreters"] = InterpreterExecutor(runner, forced=True)
@@ -115,6 +115,12 @@ class ManygilPlugin(WorkerPlugin):
             ts = self._runner.worker.state.tasks.get(key)
             if ts is not None and ts.state == "cancelled":
                 self._runner.cancel(key)
+
+
+def _log_hang(report) -> None:
+    """The pool's watchdog reports go to the worker's log (and its logs
+    view): a task past warn_after, a stuck task abandoned."""
+    logger.warning("manygil.dask: %s", report)
 
 
 async def dask_setup(worker) -> None:

@@ -75,3 +75,7 @@ def calibrate(seconds: float) -> int:
         if elapsed > 0.05:
             return max(1, int(n * seconds / elapsed))
         n *= 4
+
+
+def nested_args(a, items, kw=None):
+    return a, items, kw, in_interpreter()
