@@ -8,6 +8,7 @@ data put in, and ``Node`` objects for tasks nested in the arguments.
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -20,6 +21,9 @@ __all__ = ["Node", "ImportRefused", "run"]
 _REFUSED = ("does not support loading in subinterpreters",
             "does not support the per-interpreter GIL",
             "cannot be loaded in a manygil interpreter")
+
+
+_NAMED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
 
 
 class ImportRefused(ImportError):
@@ -116,5 +120,8 @@ def _first_line(exc: BaseException) -> str:
     for e in (root, exc):
         for line in str(e).splitlines():
             if any(m in line for m in _REFUSED):
-                return f"{type(e).__name__}: {line.strip()}"
+                line = line.strip()
+                if _NAMED.match(line):          # a remote traceback's last line
+                    return line
+                return f"{type(e).__name__}: {line}"
     return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
