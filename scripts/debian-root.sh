@@ -76,8 +76,7 @@ run() {
 }
 
 # Wheels for the test venv of Python $1 into $2 (pure-Python ones serve the
-# debug builds too; numpy has none for their ABI and is left out there, and so
-# is distributed: its pyyaml, msgpack and markupsafe have none either).
+# debug builds too; numpy has none for their ABI and is left out there).
 wheels() {
   local ver=$1 dir=$2 host
   host=$(command -v python3) || cannot "no python3 on the host to download wheels with"
