@@ -51,6 +51,7 @@ from distributed.worker import _run_task, _run_task_simple
 from . import _dask_run, _owngil, _pickle
 from ._errors import NotShareableError
 from ._pool import InterpreterPoolExecutor
+from ._watch import check_number
 
 __all__ = ["ManygilPlugin", "InterpreterExecutor", "dask_setup", "stats"]
 
@@ -74,8 +75,8 @@ class ManygilPlugin(WorkerPlugin):
                                          or isinstance(interpreters, bool) or interpreters < 1):
             raise ValueError(f"interpreters must be a positive int or None, not {interpreters!r}")
         self.interpreters = interpreters
-        self.task_timeout = task_timeout
-        self.warn_after = warn_after
+        self.task_timeout = check_number("task_timeout", task_timeout, allow_none=True)
+        self.warn_after = check_number("warn_after", warn_after, allow_none=True)
         self._runner: _Runner | None = None
 
     def __getstate__(self):
@@ -85,8 +86,10 @@ class ManygilPlugin(WorkerPlugin):
     async def setup(self, worker) -> None:
         current = worker.executors.get("default")
         if isinstance(current, InterpreterExecutor):
-            self._runner = current._runner    # already set up (preload and plugin)
-            return
+            if not current._runner.closed:
+                self._runner = current._runner    # already set up (preload and plugin)
+                return
+            current = current._runner.threads
         n = self.interpreters or dask.config.get("manygil.interpreters", None) or worker.state.nthreads
         timeout = self.task_timeout or dask.config.get("manygil.task-timeout", None)
         warn = self.warn_after or dask.config.get("manygil.warn-after", None)
@@ -105,8 +108,15 @@ class ManygilPlugin(WorkerPlugin):
                     worker.address, n)
 
     def teardown(self, worker) -> None:
-        if self._runner is not None:
-            self._runner.close()
+        # The plugin removed or the worker closing: its tasks go back to its
+        # thread pool, and its interpreters end.
+        runner = self._runner
+        if runner is not None and worker.executors.get("default") is not None and \
+                getattr(worker.executors["default"], "_runner", None) is runner:
+            worker.executors["default"] = runner.threads
+            worker.executors.pop("interpreters", None)
+        if runner is not None:
+            runner.close()
 
     def transition(self, key, start, finish, *args, **kwargs) -> None:
         # A running task the scheduler no longer wants (Future.cancel,
