@@ -239,7 +239,7 @@ def test_speed_interpreters_against_the_same_worker_s_threads(client):
     """Same run, same worker: 4 CPU-bound tasks in its 2 interpreters
     against the same tasks forced onto its 2 threads (one GIL)."""
     from helpers.timing import assert_parallel
-    n = client.submit(df.calibrate, 0.3, pure=False).result()
+    n = client.submit(df.calibrate, 0.5, pure=False).result()
 
     def run(executor):
         with dask.annotate(executor=executor):
@@ -252,7 +252,7 @@ def test_speed_interpreters_against_the_same_worker_s_threads(client):
 
     def measure():
         new = []
-        for _ in range(3):
+        for _ in range(2):
             threads, interps = run("threads"), run("interpreters")
             new.append((round(threads, 3), round(interps, 3)))
         samples.extend(new)
