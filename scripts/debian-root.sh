@@ -87,6 +87,8 @@ wheels() {
     --platform manylinux_2_28_x86_64 --platform any -d "$dir" \
     meson-python meson ninja packaging pyproject-metadata pytest pytest-timeout hypothesis \
     iniconfig pluggy pygments sortedcontainers attrs numpy joblib cloudpickle \
+    dask==2026.8.0 distributed==2026.8.0 click fsspec partd locket pyyaml toolz jinja2 \
+    markupsafe msgpack psutil tblib tornado zict \
     "duckdb==$(cat "$(dirname "$0")/../src/duckdb/duckdb-version.txt")"
   # DuckDB's source distribution: its headers build manygil's DuckDB extension
   # (scripts/duckdb_headers.py looks for it under .wheels/).

@@ -33,8 +33,8 @@ find_pythons() {
 # install manygil into it, built with the extra meson setup arguments (e.g.
 # -Db_sanitize=address,undefined).  Prints the venv's python.  pip's own
 # configuration applies (PIP_NO_INDEX / PIP_FIND_LINKS inside the Debian root).
-# numpy, hypothesis, joblib and duckdb are optional: where no build of them installs (the
-# debug ABI has no wheels), the tests that need them skip.
+# numpy, hypothesis, joblib, duckdb and distributed (with dask) are optional: where
+# no build of them installs (the debug ABI has no wheels), the tests that need them skip.
 make_venv() {
   local py="$1" venv="${2:-}" ver arg
   shift; [ $# -gt 0 ] && shift
@@ -47,7 +47,8 @@ make_venv() {
   "${pip[@]}" "meson-python>=0.15" "meson>=1.2" ninja pytest pytest-timeout >&2 || return 1
   local opt
   # duckdb pinned to the release whose headers build manygil's DuckDB extension.
-  for opt in hypothesis numpy joblib "duckdb==$(cat "$REPO/src/duckdb/duckdb-version.txt")"; do
+  local duckdb="duckdb==$(cat "$REPO/src/duckdb/duckdb-version.txt")"
+  for opt in hypothesis numpy joblib "$duckdb" distributed==2026.8.0; do
     "${pip[@]}" --only-binary=:all: "$opt" >/dev/null 2>&1 \
       || echo "note: $opt does not install for $("$venv/bin/python" -c 'import sys; print(sys.version.split()[0], sys.abiflags)'); its tests skip" >&2
   done
