@@ -282,8 +282,18 @@ static inline int
 mg_import(void)
 {
   const mg_capi_t *api = (const mg_capi_t *)PyCapsule_Import(MG_CAPI_NAME, 0);
-  if (api == NULL)
+  if (api == NULL) {
+    /* An installed manygil without the table: PyCapsule_Import says
+     * AttributeError; the contract is ImportError. */
+    if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+      PyErr_Clear();
+      PyErr_Format(PyExc_ImportError,
+                   "the installed manygil has no C API for hosts (%s): install a "
+                   "manygil that ships manygil.h version %u",
+                   MG_CAPI_NAME, (unsigned)MG_CAPI_VERSION);
+    }
     return -1;
+  }
   if (api->version != MG_CAPI_VERSION || api->size < sizeof(mg_capi_t)) {
     PyErr_Format(PyExc_ImportError,
                  "manygil's C API is version %u (%u bytes); this program was built "

@@ -31,6 +31,23 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def _timeout_stacks(terminal):
+    """pytest-timeout's stack dump, through manygil.dump_stacks(): its own
+    reads sys._current_frames(), which manygil refuses while interpreters are
+    alive (src/py/fork.c); this shows every interpreter's threads."""
+    import manygil
+    terminal.sep("~", title="Stacks (manygil.dump_stacks)")
+    manygil.dump_stacks(file=terminal)
+
+
+try:
+    import pytest_timeout
+except ImportError:                     # pragma: no cover - it is a test dependency
+    pass
+else:
+    pytest_timeout.dump_stacks = _timeout_stacks
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "timeout(seconds): per-test timeout (pytest-timeout)")

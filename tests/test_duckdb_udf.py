@@ -2,7 +2,6 @@
 on the same data and function: every type, NULLs in both modes, errors,
 several cursors at once, many queries, functions by reference and by value."""
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -351,22 +350,7 @@ def test_closing_and_exiting_with_udfs_registered_is_clean():
                          timeout=120, env=child_env())
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["200000", "200000"]
-    if sys.version_info[:2] == (3, 12) and THREADING_312_ASSERT.search(out.stderr) \
-            and not THREADING_312_ASSERT.sub("", out.stderr).strip():
-        pytest.xfail("3.12: closing a host thread's interpreter when the thread ends trips "
-                     "threading._shutdown's `assert tlock.locked()` in that interpreter "
-                     "(manygil's C API teardown on 3.12; harmless, printed only)")
     assert "Fatal" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr
-
-
-# What 3.12's threading._shutdown prints when the thread state that imported
-# threading in an interpreter was deleted before the interpreter ended.
-THREADING_312_ASSERT = re.compile(
-    r"Exception ignored in: <module 'threading' from '[^']*'>\n"
-    r"Traceback \(most recent call last\):\n"
-    r'  File "[^"]*threading\.py", line \d+, in _shutdown\n'
-    r"    assert tlock\.locked\(\)\n"
-    r"AssertionError: ?\n")
 
 
 def test_ctrl_c_interrupts_the_query_and_the_running_udfs():

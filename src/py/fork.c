@@ -25,6 +25,16 @@
  *   other ends live in the parent: they do not cross processes).  Everything
  *   made in the child works as usual.
  *
+ * The same hook refuses sys._current_frames() and sys._current_exceptions()
+ * while an interpreter made by manygil is alive.  CPython 3.12 to 3.15 walk
+ * the threads of every interpreter there and make frame objects, in the
+ * caller's memory, for other interpreters' running frames (and hand out
+ * their exception objects); the owning interpreter later frees those with its
+ * own allocator and the process aborts ("free(): invalid pointer").  The
+ * error names manygil.dump_stacks(), which reads every interpreter's stacks
+ * safely.  (pytest-timeout's stack dump meets the refusal too: a timed-out
+ * test fails with it instead of taking the process down.)
+ *
  * Who may end what: nothing here ends an interpreter or a thread state; the
  * child only drops bookkeeping of threads that no longer exist.
  */
@@ -62,12 +72,38 @@ live_interpreters(void)
         PyInterpreterState_GetID(PyInterpreterState_Main()));
 }
 
-/* A runtime audit hook (PySys_AddAuditHook): refuse os.fork/os.forkpty while
- * interpreters are alive.  Every other event costs one strncmp. */
+/* The audit hook's answer to sys._current_frames()/_current_exceptions():
+ * -1 with InterpreterError while interpreters are alive, else 0. */
+static int
+refuse_current_frames(const char *event)
+{
+    Py_ssize_t live = live_interpreters();
+    if (live == 0)
+        return 0;
+    char msg[500];
+    snprintf(msg, sizeof msg,
+             "%s() is refused while %zd manygil interpreter%s alive: CPython makes "
+             "objects for other interpreters' frames in the caller's memory there, and "
+             "the process aborts when their owner frees them; manygil.dump_stacks() "
+             "shows every interpreter's threads safely",
+             event, live, live == 1 ? " is" : "s are");
+    raise_interpreter_error(msg);
+    return -1;
+}
+
+/* A runtime audit hook (PySys_AddAuditHook): refuse os.fork/os.forkpty and
+ * sys._current_frames/_current_exceptions while interpreters are alive.
+ * Every other event costs two strncmp. */
 static int
 fork_audit_hook(const char *event, PyObject *args, void *unused)
 {
     (void)args; (void)unused;
+    if (strncmp(event, "sys._current_", 13) == 0) {
+        if (strcmp(event, "sys._current_frames") != 0
+                && strcmp(event, "sys._current_exceptions") != 0)
+            return 0;
+        return refuse_current_frames(event);
+    }
     if (strncmp(event, "os.fork", 7) != 0
             || (strcmp(event, "os.fork") != 0 && strcmp(event, "os.forkpty") != 0))
         return 0;

@@ -502,6 +502,41 @@ done:
 
 /* ---- closing ----------------------------------------------------------- */
 
+void
+mg__threading_keep_main(void)
+{
+#if PY_VERSION_HEX < 0x030D0000
+    /* 3.12's threading._shutdown (run by Py_EndInterpreter) asserts that
+     * threading._main_thread's sentinel lock is held; CPython releases it
+     * when the thread state that imported threading is deleted, and in
+     * interpreters of host threads that is an earlier per-call state.  When
+     * the same OS thread ends the interpreter, tie a new sentinel to the
+     * state ending it (the stdlib's own _MainThread._set_tstate_lock), so
+     * _shutdown runs as usual. */
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *mods = PyImport_GetModuleDict();                      /* borrowed */
+    PyObject *threading = mods ? PyDict_GetItemString(mods, "threading") : NULL;
+    PyObject *main = threading ? PyObject_GetAttrString(threading, "_main_thread") : NULL;
+    PyObject *lock = main ? PyObject_GetAttrString(main, "_tstate_lock") : NULL;
+    PyObject *held = lock && lock != Py_None ? PyObject_CallMethod(lock, "locked", NULL) : NULL;
+    /* Only on the thread that imported threading does _shutdown look at
+     * that lock; elsewhere it joins the locks it knows, a new one included. */
+    PyObject *ident = held == Py_False ? PyObject_GetAttrString(main, "ident") : NULL;
+    int same_thread = ident != NULL && PyLong_Check(ident)
+                      && PyLong_AsUnsignedLong(ident) == PyThread_get_thread_ident();
+    Py_XDECREF(ident);
+    if (same_thread) {
+        PyObject *r = PyObject_CallMethod(main, "_set_tstate_lock", NULL);
+        Py_XDECREF(r);
+    }
+    Py_XDECREF(held);
+    Py_XDECREF(lock);
+    Py_XDECREF(main);
+    PyErr_Clear();
+    PyErr_SetRaisedException(exc);
+#endif
+}
+
 int
 mg__interp_close(int64_t id)
 {
@@ -529,6 +564,7 @@ mg__interp_close(int64_t id)
         PyThreadState_Clear(others[i]);
         PyThreadState_Delete(others[i]);
     }
+    mg__threading_keep_main();
     Py_EndInterpreter(ts);          /* leaves no current thread state */
     mg__lifecycle_unlock();
     mg__registry_end_close(rec);
@@ -707,6 +743,7 @@ mg__interp_end_at_exit(int64_t id)
     PyEval_SaveThread();
     mg__lifecycle_lock();
     PyEval_RestoreThread(ts);
+    mg__threading_keep_main();
     Py_EndInterpreter(ts);              /* leaves no current thread state */
     mg__lifecycle_unlock();
     mg__registry_end_close(rec);

@@ -31,6 +31,11 @@ int mg__interp_create(int64_t *id, const char **why);
  * calling thread may hold a GIL (released while it works) or not. */
 int mg__interp_close(int64_t id);
 
+/* Right before Py_EndInterpreter(ts), ts current: on 3.12, let threading's
+ * _shutdown find its main thread's lock held even when the thread state that
+ * imported threading is gone (no-op elsewhere; never fails). */
+void mg__threading_keep_main(void);
+
 /* Run fn(arg, out) in interpreter id from any thread.  The caller's GIL (if
  * any) is released meanwhile.  Returns 0 with *raised = 0 and the encoded
  * result in out, 0 with *raised = 1 and encoded exception info in out, or a

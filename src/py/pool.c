@@ -230,6 +230,7 @@ end_interpreter(PyThreadState *ts, int64_t interp_id)
     PyEval_SaveThread();
     mg__lifecycle_lock();
     PyEval_RestoreThread(ts);
+    mg__threading_keep_main();
     Py_EndInterpreter(ts);
     mg__lifecycle_unlock();
     mg__channels_drop_interp(interp_id);

@@ -82,6 +82,27 @@ check_import_version_mismatch(void)
 }
 
 static int
+check_import_no_table(void)
+{
+    start();
+    PyObject *core = PyImport_ImportModule("manygil._core");
+    CHECK(core && PyObject_DelAttrString(core, "_C_API") == 0);
+    mg_api = NULL;
+    CHECK(mg_import() == -1);
+    CHECK(PyErr_ExceptionMatches(PyExc_ImportError));
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *s = PyObject_Str(exc);
+    const char *msg = PyUnicode_AsUTF8(s);
+    CHECK(strstr(msg, "no C API for hosts") != NULL && strstr(msg, MG_CAPI_NAME) != NULL);
+    CHECK(mg_api == NULL);
+    printf("message: %s\n", msg);
+    Py_DECREF(s);
+    Py_DECREF(exc);
+    Py_DECREF(core);
+    return Py_FinalizeEx();
+}
+
+static int
 check_import_not_installed(void)
 {
     Py_Initialize();            /* run with PYTHONPATH not reaching manygil */
@@ -640,6 +661,7 @@ check_no_growth(void)
 
 static const struct { const char *name; int (*fn)(void); } checks[] = {
     {"import_version_mismatch", check_import_version_mismatch},
+    {"import_no_table", check_import_no_table},
     {"import_not_installed", check_import_not_installed},
     {"thread_interp", check_thread_interp},
     {"types_roundtrip", check_types_roundtrip},
