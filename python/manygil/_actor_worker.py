@@ -86,6 +86,23 @@ def _close_credits(slot: _Slot) -> None:
                 pass
 
 
+def serve(boot: object, solo: bool) -> None:
+    """The worker's entry: make the inbox here (so that only this
+    interpreter holds its receive end: the deadlock detector takes the
+    holders of that end as the ones who will answer a call), hand its send
+    end to the system through ``boot``, and run."""
+    from . import _core
+    inbox, inbox_send = _core._actor_inbox()
+    urgent, urgent_send = _core.create_channel()
+    send_id = inbox_send.id
+    boot.send((inbox_send, urgent_send))
+    del boot, inbox_send, urgent_send
+    try:
+        run(inbox, urgent, solo)
+    finally:
+        _core._channel_close(send_id)      # pinned: closes only by its id
+
+
 def run(inbox: object, urgent: object, solo: bool = False) -> None:
     """Serve the actors of this worker until an EXIT message (or the inbox
     closes); a solo worker (``dedicated=True``) ends with its actor."""

@@ -257,7 +257,7 @@ class ActorRef:
     Refs are equal when they name the same actor."""
 
     __slots__ = ("_aid", "_label", "_inbox_id", "_urgent_id", "_credits_id", "_send",
-                 "_urgent", "_methods", "_stopped", "__weakref__")
+                 "_urgent", "_stopped", "__dict__", "__weakref__")
 
     def __init__(self, aid: int, label: str, inbox_id: int, urgent_id: int,
                  credits_id: int | None, send: Any = None, urgent: Any = None) -> None:
@@ -268,7 +268,6 @@ class ActorRef:
         self._credits_id = credits_id
         self._send = send if send is not None else _send_by_id(inbox_id)
         self._urgent = urgent if urgent is not None else _send_by_id(urgent_id)
-        self._methods: dict[str, _Method] = {}
         self._stopped = False
 
     def __reduce__(self) -> tuple:
@@ -278,9 +277,8 @@ class ActorRef:
     def __getattr__(self, name: str) -> "_Method":
         if name.startswith("__"):
             raise AttributeError(name)
-        m = self._methods.get(name)
-        if m is None:
-            m = self._methods[name] = _Method(self, name)
+        # Kept in the instance dict: the next ref.name is a plain lookup.
+        m = self.__dict__[name] = _Method(self, name)
         return m
 
     def __repr__(self) -> str:
@@ -379,7 +377,11 @@ class _Method:
         """Call and wait for the answer (``timeout``: TimeoutError)."""
         ref = self.ref
         deadline = _deadline(timeout)
-        recv, send = _core.create_channel()
+        # A reply channel the deadlock detector can follow into the inbox.
+        cur = _w.current
+        who = f"actor {cur[0]} in {cur[1]}()" if cur is not None else "a caller"
+        recv, send = _core._reply_channel(ref._inbox_id,
+                                          f"{who} waits for actor {ref._label}.{self.name}()")
         ref._post((_w.CALL, ref._aid, self.name, args, kwargs, send), deadline, timeout,
                   f"{self.name}()")
         del send
@@ -441,6 +443,12 @@ class _Method:
         mailbox (``timeout`` bounds the wait for room in a bounded one).  An
         exception the method raises is printed to the worker's stderr."""
         ref = self.ref
+        if timeout is None and ref._credits_id is None and not ref._stopped:
+            try:                    # the fast path: one channel send
+                ref._send((_w.CALL, ref._aid, self.name, args, kwargs or None, None))
+                return
+            except (ChannelClosedError, ChannelNotFoundError):
+                raise ActorStoppedError(f"actor {ref._label} has stopped") from None
         ref._post((_w.CALL, ref._aid, self.name, args, kwargs or None, None),
                   _deadline(timeout), timeout, f"{self.name}()")
 
@@ -448,45 +456,63 @@ class _Method:
 # ---- systems ------------------------------------------------------------------
 
 class _Worker:
-    """One worker interpreter and the thread that runs its dispatch loop."""
+    """One worker interpreter and the thread that runs its dispatch loop.
+    The worker makes its inbox itself and sends back the send ends
+    (``inbox``, ``urgent``: read them through ``ends()``, which waits for
+    the worker's start the first time)."""
 
     def __init__(self, name: str, solo: bool) -> None:
-        inbox_r, self.inbox = _core.create_channel()
-        urgent_r, self.urgent = _core.create_channel()
-        self.inbox_id = self.inbox.id
-        self.urgent_id = self.urgent.id
+        self._boot, boot_send = _core.create_channel()
+        self._ends: tuple | None = None
+        self._lock = threading.Lock()
         self.actors = 0
         self.error: BaseException | None = None
         self.interp_id: int | None = None
-        self.thread = threading.Thread(target=self._serve, args=(inbox_r, urgent_r, solo),
+        self.thread = threading.Thread(target=self._serve, args=(boot_send, solo),
                                        name=name, daemon=_core.get_current() == _core.get_main())
         self.thread.start()
 
-    def _serve(self, inbox_r: Any, urgent_r: Any, solo: bool) -> None:
+    def _serve(self, boot_send: Any, solo: bool) -> None:
         try:
             interp = _api.create()
         except BaseException as e:
             self.error = e
-            inbox_r.close()
+            boot_send.close()
             return
         self.interp_id = interp.id
         try:
-            interp.call(_w.run, inbox_r, urgent_r, solo)
+            interp.call(_w.serve, boot_send, solo)
         except BaseException as e:
             self.error = e
         finally:
-            inbox_r.close()
-            urgent_r.close()
-            del inbox_r, urgent_r
+            boot_send.close()
+            del boot_send
             try:
                 interp.close()
             except Exception:
                 pass
 
+    def ends(self) -> tuple:
+        """(inbox SendChannel, its id, urgent SendChannel, its id); raises
+        ActorStoppedError if the worker could not start."""
+        e = self._ends
+        if e is None:
+            with self._lock:
+                if self._ends is None:
+                    try:
+                        inbox, urgent = self._boot.recv()
+                    except ChannelClosedError:
+                        raise ActorStoppedError("the actor worker could not start") \
+                            from self.error
+                    self._ends = (inbox, inbox.id, urgent, urgent.id)
+                    self._boot = None
+                e = self._ends
+        return e
+
     def exit(self) -> None:
         try:
-            self.inbox.send((_w.EXIT,))
-        except ChannelError:
+            self.ends()[0].send((_w.EXIT,))
+        except (ChannelError, ActorStoppedError):
             pass
 
 
@@ -556,11 +582,12 @@ class ActorSystem:
         credits = None
         if mailbox:
             credits, credits_r = _core._channel_ids(mailbox)
+        inbox, inbox_id, urgent, urgent_id = w.ends()
         recv, send = _core.create_channel()
         try:
-            w.inbox.send((_w.SPAWN, aid, cls, args, kwargs, send,
-                          (credits, credits_r) if mailbox else None, label))
-        except ChannelError:
+            inbox.send((_w.SPAWN, aid, cls, args, kwargs, send,
+                        (credits, credits_r) if mailbox else None, label))
+        except (ChannelClosedError, ChannelNotFoundError):
             raise ActorStoppedError(f"{self!r}: its worker is gone") from w.error
         del send
         try:
@@ -571,7 +598,7 @@ class ActorSystem:
         if status == _w.ERR:
             raise _exception(payload)
         w.actors += 1
-        return ActorRef(aid, label, w.inbox_id, w.urgent_id, credits, w.inbox.send, w.urgent.send)
+        return ActorRef(aid, label, inbox_id, urgent_id, credits, inbox.send, urgent.send)
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop every actor (the messages already queued run first) and end

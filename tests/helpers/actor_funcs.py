@@ -115,3 +115,51 @@ def send_many(ref, tag, n):
 def recv_ref_and_call(recv, k):
     ref = recv.recv(timeout=30)
     return ref.incr(k)
+
+
+class Peer:
+    """For cycles: calls a peer (set later) and waits."""
+
+    def __init__(self):
+        self.peer = None
+        self.me = None
+
+    def set_peer(self, peer, me=None):
+        self.peer = peer
+        self.me = me
+
+    def ping(self, hops, timeout=None):
+        """Call peer.ping(hops - 1); at 0 return.  Waits on each call."""
+        if hops == 0:
+            return "done"
+        return self.peer.ping(hops - 1)
+
+    def ping_with_timeout(self, hops, t):
+        if hops == 0:
+            return "done"
+        return self.peer.ping_with_timeout(hops - 1, t, timeout=t)
+
+    def self_call(self):
+        return self.me.get_n()
+
+    def get_n(self):
+        return 1
+
+    def outcome_of_ping(self, hops):
+        """Run ping and report the exception type and message (not raise)."""
+        try:
+            return ("ok", self.ping(hops))
+        except BaseException as e:
+            return (type(e).__name__, str(e))
+
+    def tell_peer(self, hops):
+        if hops:
+            self.peer.tell_peer.tell(hops - 1)
+        return "told"
+
+    def slow(self, s):
+        time.sleep(s)
+        return "slow"
+
+    def ask_slow(self, s):
+        return self.peer.slow(s)
