@@ -441,3 +441,26 @@ def test_ctrl_c_while_main_waits_on_actor_call(tmp_path):
     assert "OK-KI" in proc.stdout and "USABLE 0" in proc.stdout, describe(proc)
     waited = float(proc.stdout.split("OK-KI ")[1].split()[0])
     assert waited < 4.0, describe(proc)        # promptly, not after the 5 s call
+
+
+# ---- the safety net leaves idle workers alone ------------------------------------
+
+@pytest.mark.timeout(60)
+def test_watchdog_does_not_report_idle_workers_or_their_loop():
+    reports = []
+    with manygil.ActorSystem(workers=2) as s:
+        ref = manygil.spawn(af.Counter, system=s)
+        assert ref.incr() == 1
+        with manygil.watchdog(warn_after=0.1, on_hang=reports.append):
+            time.sleep(0.6)
+        assert ref.incr() == 2
+    assert reports == [], [r.description for r in reports]
+
+
+@pytest.mark.timeout(60)
+def test_interpreter_interrupt_leaves_the_dispatch_loop_alone(system):
+    ref = manygil.spawn(af.Counter, system=system)
+    where = ref.where()
+    assert manygil.Interpreter(where).interrupt() == 0     # the loop is no exec/call
+    assert ref.incr() == 1
+    ref.stop()

@@ -481,7 +481,9 @@ class _Worker:
             return
         self.interp_id = interp.id
         try:
-            interp.call(_w.serve, boot_send, solo)
+            # A run named "actors", not "call": the watchdog does not take the
+            # loop for one long call, Interpreter.interrupt leaves it alone.
+            _core.call(interp.id, _w.serve, (boot_send, solo), None, "actors")
         except BaseException as e:
             self.error = e
         finally:

@@ -37,6 +37,7 @@ struct mg__channel {
     int64_t id;                 /* immutable */
     int64_t maxsize;            /* immutable; <= 0 = unbounded (< 0 for queues only) */
     int is_queue;               /* immutable */
+    int is_inbox;               /* immutable: made with MG__CHANNEL_PIN_SEND */
     mg__mutex_t mu;
     mg__cond_t not_empty;       /* receivers wait here */
     mg__cond_t not_full;        /* senders wait here */
@@ -113,6 +114,7 @@ mg__channels_after_fork_child(void)
     first_own_id = table.next_id;
 }
 int mg__channel_is_queue(const mg__channel_t *ch) { return ch->is_queue; }
+int mg__channel_is_inbox(const mg__channel_t *ch) { return ch->is_inbox; }
 int64_t mg__channel_maxsize(const mg__channel_t *ch) { return ch->maxsize; }
 
 int64_t
@@ -168,6 +170,7 @@ mg__channel_create(int64_t maxsize, int flags, mg__channel_t **out)
     }
     ch->maxsize = maxsize;
     ch->is_queue = (flags & MG__CHANNEL_QUEUE) != 0;
+    ch->is_inbox = (flags & MG__CHANNEL_PIN_SEND) != 0;
     ch->pinned = (flags & MG__CHANNEL_PINNED) ? MG__END_BOTH
                : (flags & MG__CHANNEL_PIN_SEND) ? MG__END_SEND : 0;
     ch->refs = 2;                   /* the table's and the caller's */

@@ -61,6 +61,8 @@ int mg__channel_inherited(const mg__channel_t *ch);
  * mg__channel_inherited); new ones work as usual. */
 void mg__channels_after_fork_child(void);
 int mg__channel_is_queue(const mg__channel_t *ch);
+/* 1 if ch was made with MG__CHANNEL_PIN_SEND (an actor worker's inbox). */
+int mg__channel_is_inbox(const mg__channel_t *ch);
 int64_t mg__channel_maxsize(const mg__channel_t *ch);
 int64_t mg__channel_count(mg__channel_t *ch);
 
