@@ -109,6 +109,7 @@ def run(inbox: object, urgent: object, solo: bool = False) -> None:
     global current
     from ._errors import ChannelClosedError
     actors: dict[int, _Slot] = {}
+    actors_get = actors.get
     recv = inbox.recv
     urgent_get = urgent.recv_nowait
     try:
@@ -125,8 +126,8 @@ def run(inbox: object, urgent: object, solo: bool = False) -> None:
                 u = urgent_get(None)
             kind = msg[0]
             if kind == CALL:
-                slot = actors.get(msg[1])
-                reply = msg[5]
+                _, aid, name, args, kw, reply = msg
+                slot = actors_get(aid)
                 if slot is None:
                     if reply is not None:
                         _answer(reply, STOPPED, "the actor has stopped")
@@ -139,12 +140,10 @@ def run(inbox: object, urgent: object, solo: bool = False) -> None:
                                 f"actor {slot.label} was stopped without drain "
                                 "(stop(drain=False)) before this message ran")
                     continue
-                name = msg[2]
                 current = (slot.label, name)
                 try:
-                    kw = msg[4]
-                    value = getattr(slot.obj, name)(*msg[3], **kw) if kw else \
-                        getattr(slot.obj, name)(*msg[3])
+                    value = getattr(slot.obj, name)(*args, **kw) if kw else \
+                        getattr(slot.obj, name)(*args)
                 except BaseException as e:      # the actor goes on
                     current = None
                     if reply is not None:
@@ -156,7 +155,7 @@ def run(inbox: object, urgent: object, solo: bool = False) -> None:
                 current = None
                 if reply is not None:
                     _answer(reply, OK, value)
-                del value
+                del value, args, kw
             elif kind == SPAWN:
                 _, aid, cls, args, kwargs, reply, credits, label = msg
                 current = (label, "__init__")
