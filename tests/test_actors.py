@@ -20,6 +20,17 @@ def system():
         yield s
 
 
+@pytest.fixture(scope="module", autouse=True)
+def default_system_stopped():
+    """Stop the default system the tests made, so that its idle workers'
+    waits do not outlive this module (other modules count the waits)."""
+    yield
+    from manygil import _actors
+    if _actors._default is not None:
+        assert _actors._default.stop(timeout=WAIT)
+    assert not [w for w in manygil._core._activity() if len(w) > 11 and w[11]]
+
+
 # ---- basics -------------------------------------------------------------------
 
 @pytest.mark.timeout(60)

@@ -16,12 +16,8 @@ def system():
         yield s
 
 
-def _ring(system, n, same_worker=False):
-    if same_worker:
-        one = manygil.ActorSystem(workers=1)
-        refs = [manygil.spawn(af.Peer, system=one) for _ in range(n)]
-    else:
-        refs = [manygil.spawn(af.Peer, system=system, dedicated=True) for _ in range(n)]
+def _ring(system, n):
+    refs = [manygil.spawn(af.Peer, system=system, dedicated=True) for _ in range(n)]
     for i, r in enumerate(refs):
         r.set_peer(refs[(i + 1) % n], r)
     return refs
