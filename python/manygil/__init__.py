@@ -80,6 +80,10 @@ __all__ = [
     "BrokenInterpreterPool",
     "map",
     "get_include",
+    "spawn",
+    "ActorSystem",
+    "ActorRef",
+    "ActorStoppedError",
 ]
 
 
@@ -118,6 +122,7 @@ if _core.get_current() == _core.get_main():
     del _threading
 
 _POOL_NAMES = ("InterpreterPoolExecutor", "BrokenInterpreterPool", "map")
+_ACTOR_NAMES = ("spawn", "ActorSystem", "ActorRef", "ActorStoppedError")
 
 
 def __getattr__(name: str):
@@ -126,4 +131,7 @@ def __getattr__(name: str):
     if name in _POOL_NAMES:
         from . import _pool
         return getattr(_pool, name)
+    if name in _ACTOR_NAMES:
+        from . import _actors
+        return getattr(_actors, name)
     raise AttributeError(f"module 'manygil' has no attribute {name!r}")

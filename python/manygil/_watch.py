@@ -57,6 +57,8 @@ def _describe(rec: tuple, now_ns: int) -> str:
     age = _age(since, now_ns)
     who = f"interpreter {interp} thread {ident:#x}"
     if kind in ("send", "recv"):
+        if len(rec) > 11 and rec[11]:
+            return f"{who} is an actor worker waiting for messages (idle {age:.1f} s)"
         if is_queue:
             op = "get from queue" if kind == "recv" else "put into queue"
             target = f"{op} {end_id}"
@@ -298,6 +300,8 @@ class Watchdog:
             kind, what, ident = rec[0], rec[4], rec[2]
             if kind == "home" or (kind == "run" and what not in ("exec", "call", "task")):
                 continue
+            if len(rec) > 11 and rec[11]:
+                continue                    # an idle actor worker waits for messages
             outermost[ident] = rec
             if ident not in chosen or (kind in ("send", "recv") and chosen[ident][0] == "run"):
                 chosen[ident] = rec

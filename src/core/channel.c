@@ -5,6 +5,7 @@
  * lock is held while an item is freed (freeing releases references, which
  * may lock other channels), nor while calling into anything else.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "manygil.h"
@@ -36,6 +37,7 @@ struct mg__channel {
     int64_t id;                 /* immutable */
     int64_t maxsize;            /* immutable; <= 0 = unbounded (< 0 for queues only) */
     int is_queue;               /* immutable */
+    int is_inbox;               /* immutable: made with MG__CHANNEL_PIN_SEND */
     mg__mutex_t mu;
     mg__cond_t not_empty;       /* receivers wait here */
     mg__cond_t not_full;        /* senders wait here */
@@ -47,6 +49,8 @@ struct mg__channel {
     mg__holder_t *holders;      /* guarded by mu */
     size_t nholders, capholders;        /* guarded by mu */
     mg__awatch_t *watch_head, *watch_tail;  /* guarded by mu: armed async watches, oldest first */
+    int64_t answered_via;       /* guarded by mu: reply channel: its inbox's id (0: none) */
+    char *label;                /* guarded by mu: malloc'd, for deadlock messages */
     int64_t spin_ns;            /* atomic: the receivers' spin budget */
     int refs;                   /* atomic */
     int in_table;               /* guarded by table.mutex */
@@ -89,6 +93,7 @@ mg__channel_decref(mg__channel_t *ch)
         return;
     free_items(ch->head);
     free(ch->holders);
+    free(ch->label);
     mg__cond_destroy(&ch->not_empty);
     mg__cond_destroy(&ch->not_full);
     pthread_mutex_destroy(&ch->mu);
@@ -109,6 +114,7 @@ mg__channels_after_fork_child(void)
     first_own_id = table.next_id;
 }
 int mg__channel_is_queue(const mg__channel_t *ch) { return ch->is_queue; }
+int mg__channel_is_inbox(const mg__channel_t *ch) { return ch->is_inbox; }
 int64_t mg__channel_maxsize(const mg__channel_t *ch) { return ch->maxsize; }
 
 int64_t
@@ -164,7 +170,9 @@ mg__channel_create(int64_t maxsize, int flags, mg__channel_t **out)
     }
     ch->maxsize = maxsize;
     ch->is_queue = (flags & MG__CHANNEL_QUEUE) != 0;
-    ch->pinned = (flags & MG__CHANNEL_PINNED) ? MG__END_BOTH : 0;
+    ch->is_inbox = (flags & MG__CHANNEL_PIN_SEND) != 0;
+    ch->pinned = (flags & MG__CHANNEL_PINNED) ? MG__END_BOTH
+               : (flags & MG__CHANNEL_PIN_SEND) ? MG__END_SEND : 0;
     ch->refs = 2;                   /* the table's and the caller's */
     ch->spin_ns = SPIN_MAX_NS / 2;
     mg__mutex_lock(&table.mutex);
@@ -692,6 +700,7 @@ int
 mg__channel_peers(mg__channel_t *ch, int end, int64_t *interps, size_t cap, size_t *n)
 {
     int rc = 0;
+    int64_t via = 0;
     *n = 0;
     mg__mutex_lock(&ch->mu);
     int closed = (end & MG__END_SEND) ? ch->send_closed : ch->recv_closed;
@@ -704,6 +713,10 @@ mg__channel_peers(mg__channel_t *ch, int end, int64_t *interps, size_t cap, size
         int64_t count = ((end & MG__END_SEND) ? h->send : 0) + ((end & MG__END_RECV) ? h->recv : 0);
         if (count == 0)
             continue;
+        if (h->interp == MG__TRANSIT && end == MG__END_SEND && ch->answered_via > 0) {
+            via = ch->answered_via;     /* in the inbox's queue: see below */
+            continue;
+        }
         if (h->interp == MG__TRANSIT || *n == cap) {
             rc = 1;
             goto done;
@@ -712,7 +725,41 @@ mg__channel_peers(mg__channel_t *ch, int end, int64_t *interps, size_t cap, size
     }
 done:
     mg__mutex_unlock(&ch->mu);
+    if (rc == 0 && via > 0) {
+        /* Whoever receives on the inbox will hold it (one lock at a time:
+         * the inbox is not a reply channel, so this does not recurse). */
+        mg__channel_t *inbox;
+        size_t m = 0;
+        if (mg__channel_find(via, &inbox) != 0)
+            return 1;
+        rc = inbox->id == ch->id ? 1
+           : mg__channel_peers(inbox, MG__END_RECV, interps + *n, cap - *n, &m);
+        mg__channel_decref(inbox);
+        *n += m;
+    }
     return rc;
+}
+
+int
+mg__channel_set_reply(mg__channel_t *ch, int64_t via_cid, const char *label)
+{
+    char *copy = NULL;
+    if (label != NULL && (copy = strdup(label)) == NULL)
+        return MG_ENOMEM;
+    mg__mutex_lock(&ch->mu);
+    ch->answered_via = via_cid;
+    free(ch->label);
+    ch->label = copy;
+    mg__mutex_unlock(&ch->mu);
+    return 0;
+}
+
+void
+mg__channel_label(mg__channel_t *ch, char *buf, size_t size)
+{
+    mg__mutex_lock(&ch->mu);
+    snprintf(buf, size, "%s", ch->label != NULL ? ch->label : "");
+    mg__mutex_unlock(&ch->mu);
 }
 
 static int

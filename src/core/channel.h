@@ -23,12 +23,15 @@
 typedef struct mg__channel mg__channel_t;
 
 enum { MG__END_SEND = 1, MG__END_RECV = 2, MG__END_BOTH = 3 };
-enum { MG__CHANNEL_QUEUE = 1, MG__CHANNEL_PINNED = 2 };
+enum { MG__CHANNEL_QUEUE = 1, MG__CHANNEL_PINNED = 2, MG__CHANNEL_PIN_SEND = 4 };
 
 /* The pseudo-interpreter that owns handles inside encodings in flight. */
 #define MG__TRANSIT (-1)
 
-/* Make a channel (flags: MG__CHANNEL_QUEUE, MG__CHANNEL_PINNED) holding up
+/* Make a channel (flags: MG__CHANNEL_QUEUE, MG__CHANNEL_PINNED, or
+ * MG__CHANNEL_PIN_SEND: only the send end pinned, as an actor's inbox that
+ * anyone may send to by id while its receive end lives and dies with its
+ * handles) holding up
  * to maxsize items (0: unbounded; a queue takes any maxsize <= 0 as
  * unbounded, as queue.Queue does) and enter it in the id table.  *out gets
  * a reference.  0, MG_EINVAL or MG_ENOMEM. */
@@ -58,6 +61,8 @@ int mg__channel_inherited(const mg__channel_t *ch);
  * mg__channel_inherited); new ones work as usual. */
 void mg__channels_after_fork_child(void);
 int mg__channel_is_queue(const mg__channel_t *ch);
+/* 1 if ch was made with MG__CHANNEL_PIN_SEND (an actor worker's inbox). */
+int mg__channel_is_inbox(const mg__channel_t *ch);
 int64_t mg__channel_maxsize(const mg__channel_t *ch);
 int64_t mg__channel_count(mg__channel_t *ch);
 
@@ -146,8 +151,20 @@ void mg__channel_incref_void(void *ch);
  * for a queue) of ch, into interps (up to cap; *n set).  Returns 1 if
  * anyone else may act on that end: a plain id pins it, a handle travels
  * inside an encoding, more than cap holders, or the channel is closed
- * (a waiter wakes by itself); else 0. */
+ * (a waiter wakes by itself); else 0.  A reply channel's travelling send
+ * end (mg__channel_set_reply) counts as held by the holders of its inbox's
+ * receive end instead. */
 int mg__channel_peers(mg__channel_t *ch, int end, int64_t *interps, size_t cap, size_t *n);
+
+/* Mark ch as the reply channel of one actor call: its send end, while it
+ * travels (MG__TRANSIT), is bound for whoever receives on channel via_cid
+ * (the actor's inbox), so the detector counts the holders of that receive
+ * end as the ones who will answer.  label (copied; may be NULL) names the
+ * call in deadlock messages.  0 or MG_ENOMEM. */
+int mg__channel_set_reply(mg__channel_t *ch, int64_t via_cid, const char *label);
+
+/* Copy ch's label (or "") into buf (size > 0), truncated. */
+void mg__channel_label(mg__channel_t *ch, char *buf, size_t size);
 
 /* Break a hopeless set of n waits (wait serials[i], of kind kinds[i]
  * MG__WAIT_SEND/_RECV, blocked on chans[i]) all at once: with every one of

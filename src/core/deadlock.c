@@ -265,6 +265,10 @@ describe(const pass_t *p)
                queue ? "queue" : "channel", (long long)cid);
         append(&buf, &len, &cap, " (%s id %lld)",
                queue ? "Queue" : recv ? "RecvChannel" : "SendChannel", (long long)w->end_id);
+        char label[200];
+        mg__channel_label(w->chan, label, sizeof label);
+        if (label[0] != '\0')
+            append(&buf, &len, &cap, " [%s]", label);
         append(&buf, &len, &cap, ", whose %s only interpreter%s ",
                queue ? "handles" : recv ? "send end" : "receive end",
                c->npeers > 1 ? "s" : "");

@@ -718,6 +718,58 @@ fn_create_channel(PyObject *mod, PyObject *args, PyObject *kwds)
     return res;
 }
 
+/* _actor_inbox() -> (RecvChannel, SendChannel): an actor worker's inbox.
+ * Its send end is pinned (refs anywhere send to it by id; it closes only
+ * by _channel_close of its id), its receive end lives with its handles. */
+static PyObject *
+fn_actor_inbox(PyObject *mod, PyObject *unused)
+{
+    (void)unused;
+    mg__state_t *st = PyModule_GetState(mod);
+    mg__channel_t *ch;
+    int rc = mg__channel_create(0, MG__CHANNEL_PIN_SEND, &ch);
+    if (rc)
+        return mg__raise(rc, NULL);
+    PyObject *r = handle_new(st->recv_type, ch, MG__END_RECV);
+    PyObject *s = r ? handle_new(st->send_type, ch, MG__END_SEND) : NULL;
+    PyObject *res = s ? PyTuple_Pack(2, r, s) : NULL;
+    Py_XDECREF(r);
+    Py_XDECREF(s);
+    mg__channel_decref(ch);
+    return res;
+}
+
+/* _reply_channel(inbox_id, label) -> (RecvChannel, SendChannel): the
+ * channel of one actor call's answer; its send end travels in the call's
+ * message into the inbox whose end id is inbox_id (see
+ * mg__channel_set_reply: the deadlock detector follows it there). */
+static PyObject *
+fn_reply_channel(PyObject *mod, PyObject *args)
+{
+    long long via;
+    const char *label;
+    if (!PyArg_ParseTuple(args, "Lz:_reply_channel", &via, &label))
+        return NULL;
+    if (via < 0)
+        return PyErr_Format(PyExc_ValueError, "bad inbox id %lld", via);
+    mg__state_t *st = PyModule_GetState(mod);
+    mg__channel_t *ch;
+    int rc = mg__channel_create(0, 0, &ch);
+    if (rc)
+        return mg__raise(rc, NULL);
+    PyObject *r = handle_new(st->recv_type, ch, MG__END_RECV);
+    PyObject *s = r ? handle_new(st->send_type, ch, MG__END_SEND) : NULL;
+    PyObject *res = NULL;
+    if (s != NULL && mg__channel_set_reply(ch, via / 2, label) != 0)
+        PyErr_NoMemory();           /* the handles' release closes the channel */
+    else if (s != NULL)
+        res = PyTuple_Pack(2, r, s);
+    Py_XDECREF(r);
+    Py_XDECREF(s);
+    mg__channel_decref(ch);
+    return res;
+}
+
 static PyObject *
 fn_create_queue(PyObject *mod, PyObject *args, PyObject *kwds)
 {
@@ -908,6 +960,10 @@ PyMethodDef mg__channel_functions[] = {
      "create_queue(maxsize=0)\n--\n\nA new queue shared between interpreters (maxsize <= 0: unbounded)."},
     {"list_queues", fn_list_queues, METH_NOARGS,
      "list_queues()\n--\n\nA new handle of every open queue of the process, by id."},
+    {"_actor_inbox", fn_actor_inbox, METH_NOARGS,
+     "_actor_inbox()\n--\n\nAn actor inbox: (RecvChannel, SendChannel), send end pinned."},
+    {"_reply_channel", fn_reply_channel, METH_VARARGS,
+     "_reply_channel(inbox_id, label)\n--\n\nThe answer channel of one actor call."},
     {"_channel_ids", (PyCFunction)(void (*)(void))fn_channel_ids, METH_VARARGS | METH_KEYWORDS,
      "_channel_ids(maxsize=0)\n--\n\nA new channel named by plain ids: (send_id, recv_id)."},
     {"_channel_send", (PyCFunction)(void (*)(void))fn_channel_send, METH_VARARGS | METH_KEYWORDS,

@@ -242,15 +242,25 @@ done:
 }
 
 PyDoc_STRVAR(call_doc,
-"call(id, fn, args, kwargs, /)\n--\n\n"
+"call(id, fn, args, kwargs, what='call', /)\n--\n\n"
 "Call fn(*args, **kwargs) in interpreter `id` and return a copy of the\n"
-"result.  fn, args and kwargs are copied there with the codec.");
+"result.  fn, args and kwargs are copied there with the codec.  what\n"
+"'actors' names the run of an actor worker's dispatch loop: the watchdog\n"
+"and Interpreter.interrupt leave it alone (its actors' methods are not one\n"
+"long call).");
 
 static PyObject *
 core_call(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)mod;
     int64_t id;
+    const char *what = "call";
+    if (nargs == 5) {
+        if (!PyUnicode_Check(args[4]) || PyUnicode_CompareWithASCIIString(args[4], "actors") != 0)
+            return PyErr_Format(PyExc_ValueError, "call(): what must be 'actors'");
+        what = "actors";            /* static: run records keep the pointer */
+        nargs = 4;
+    }
     if (!check_nargs("call", nargs, 4) || parse_id(args[0], &id) < 0)
         return NULL;
     PyObject *fn = args[1], *fargs = args[2], *kwargs = args[3];
@@ -269,7 +279,7 @@ core_call(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     payload.borrow = 1;             /* decoded and freed while we wait */
     PyObject *res = NULL;
     if (mg__encode(triple, &payload) == 0)
-        res = run_and_decode(id, "call", call_in_target, &payload);
+        res = run_and_decode(id, what, call_in_target, &payload);
     mg__buf_free(&payload);
     Py_DECREF(triple);
     return res;

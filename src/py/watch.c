@@ -200,12 +200,13 @@ kind_name(int kind)
 PyDoc_STRVAR(activity_doc,
 "_activity()\n--\n\n"
 "The activity table, newest first: [(kind, interp_id, thread_ident, since_ns,\n"
-"what, end_id, channel_id, forever, is_queue, holders, open_to_all)], kind in\n"
+"what, end_id, channel_id, forever, is_queue, holders, open_to_all, inbox)], kind in\n"
 "'send', 'recv',\n"
 "'run', 'home'; what names a run ('exec', 'call', 'task'), else None;\n"
 "end_id/channel_id are None for runs and homes; holders: the interpreters\n"
 "holding the other end of a wait's channel, open_to_all: anyone may act on it\n"
-"(a plain id, a handle in flight, closed).  since_ns is monotonic\n"
+"(a plain id, a handle in flight, closed), inbox: the wait is an actor\n"
+"worker's wait for its next message.  since_ns is monotonic\n"
 "(compare with time.monotonic_ns()).");
 
 static PyObject *
@@ -239,10 +240,12 @@ fn_activity(PyObject *mod, PyObject *unused)
             }
         }
         PyObject *item = (end && cid && holders) ? Py_BuildValue(
-            "(sLkLzOOOOOO)", kind_name(r->kind), (long long)r->interp_id, r->thread_ident,
+            "(sLkLzOOOOOOO)", kind_name(r->kind), (long long)r->interp_id, r->thread_ident,
             (long long)r->since_ns, r->what, end, cid, r->forever && is_wait ? Py_True : Py_False,
             is_wait && r->chan && mg__channel_is_queue(r->chan) ? Py_True : Py_False,
-            holders, open_to_all ? Py_True : Py_False) : NULL;
+            holders, open_to_all ? Py_True : Py_False,
+            r->kind == MG__WAIT_RECV && r->chan && mg__channel_is_inbox(r->chan)
+                ? Py_True : Py_False) : NULL;
         Py_XDECREF(end);
         Py_XDECREF(cid);
         Py_XDECREF(holders);
