@@ -14,6 +14,13 @@ import time
 import pytest
 
 pytest.importorskip("distributed", reason="dask/distributed do not install for this Python build")
+# manygil.dask is Python over the pool: the release jobs (3.12-3.15) test it.  On the
+# debug and sanitizer builds its clusters of worker processes take minutes of a CI run
+# bounded in time, for no C of its own to check.
+pytestmark = pytest.mark.skipif(
+    hasattr(sys, "gettotalrefcount") or bool(os.environ.get("MANYGIL_SANITIZER")),
+    reason="manygil.dask is tested on the release builds (no C of its own; its "
+           "clusters take minutes on debug and sanitizer builds)")
 
 import dask  # noqa: E402
 import dask.bag as db  # noqa: E402
