@@ -9,7 +9,7 @@ import pytest
 
 import manygil
 from helpers import actor_funcs as af
-from helpers.proc import describe, run_script
+from helpers.proc import describe, run_script, xfail_known_debug_exit_assert
 
 WAIT = 30
 
@@ -421,6 +421,7 @@ if __name__ == "__main__":
 def test_open_systems_stop_at_exit_without_hang(tmp_path):
     t0 = time.monotonic()
     proc = run_script(tmp_path, EXIT_WITH_OPEN_SYSTEMS, timeout=60)
+    xfail_known_debug_exit_assert(proc.returncode, proc.stderr)
     assert proc.returncode == 0, describe(proc)
     assert "READY 2 0" in proc.stdout, describe(proc)
     assert "Fatal" not in proc.stderr and "Exception ignored" not in proc.stderr, describe(proc)

@@ -272,7 +272,11 @@ def test_speed_interpreters_against_the_same_worker_s_threads(client):
 
     run("interpreters")                     # warm: imports in both interpreters
     best, samples = measure()
-    assert_parallel(best, samples, n * 2, retry=measure)
+    # One GIL gives 2.0 or more (the interpreters would do the threads' serialized
+    # work plus dispatch).  The worker process's own threads (event loop,
+    # heartbeats) compete with its interpreters, so under CI's load it stays
+    # behind two plain processes: 1.68 against 1.2 in one run; hence 1.8 and 0.4.
+    assert_parallel(best, samples, n * 2, retry=measure, limit=1.8, margin=0.4)
 
 
 @pytest.mark.timeout(180)
