@@ -395,3 +395,15 @@ def test_a_udf_stuck_in_c_is_reported_by_the_watchdog(con):
         assert con.execute("SELECT sl(1)").fetchall() == [(1,)]
     assert reports, "no hang report"
     assert reports[0].kind == "call" and reports[0].seconds >= 0.5, reports[0]
+
+
+@pytest.mark.timeout(180)
+def test_the_main_jobs_duckdb_table(capsys):
+    # The demo's DuckDB part: the same query with DuckDB's own UDF and with
+    # manygil.duckdb's (the demo checks the two sums agree), one table.
+    pytest.importorskip("numpy", reason="DuckDB's own create_function needs numpy")
+    from manygil import _demo
+    rows = _demo.duckdb_demo(300_000)
+    out = capsys.readouterr().out
+    assert [r[0] for r in rows] == ["DuckDB's own Python UDF", "manygil.duckdb UDF"], out
+    assert "over 300,000 stored rows" in out and out.count("\n| ") == 2 + 1, out

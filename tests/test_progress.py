@@ -195,7 +195,7 @@ def test_plain_bar_label(pool, no_tqdm, capsys):
 @pytest.mark.timeout(180)
 def test_demo_runs_four_ways_with_bars(no_tqdm, capsys):
     from manygil import _demo
-    rows = _demo.main(limit=60_000, workers=2)
+    rows = _demo.main(limit=60_000, workers=2, duckdb=False)   # DuckDB: test_duckdb_udf.py
     out, err = capsys.readouterr()
     assert [r[0] for r in rows] == ["sequential (one thread)", "ThreadPoolExecutor(2)",
                                     "ProcessPoolExecutor(2)", "manygil InterpreterPoolExecutor(2)"]

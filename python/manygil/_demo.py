@@ -5,6 +5,10 @@ trial division, split into chunks -- runs four ways: sequentially, on
 ``ThreadPoolExecutor``, on ``ProcessPoolExecutor`` and on manygil's
 ``InterpreterPoolExecutor``, each with a progress bar, and one table gives
 time, speedup and peak memory for each: the numbers a user needs to choose.
+Then, when duckdb is installed and manygil's DuckDB extension was built, one
+query with a pure-Python UDF runs with DuckDB's own UDF and with
+manygil.duckdb's, at DuckDB's default thread count, and a second table gives
+both times.
 
 Time: from creating the executor to its shutdown (start-up included).
 Memory: the peak of the resident set (RSS) of this process plus the
@@ -192,9 +196,63 @@ def _mb(n: int | None) -> str:
     return "n/a" if n is None else f"{n / 2**20:,.0f} MB"
 
 
-def main(limit: int = 1_500_000, workers: int | None = None) -> list[tuple[str, float, int | None]]:
+# ---- DuckDB: its own Python UDF against manygil.duckdb's ---------------------
+
+def udf_score(x: int) -> int:
+    """The demo's UDF: ~1 us of pure Python per row."""
+    h = x
+    for _ in range(12):
+        h = (h * 31 + 7) % 1_000_003
+    return h
+
+
+def duckdb_demo(rows: int = 2_000_000) -> list[tuple[str, float]] | None:
+    """SELECT sum(score(x)) over a stored table of `rows` BIGINTs (row groups
+    of 122,880 rows: DuckDB scans them in parallel), with DuckDB's own
+    native-type UDF and with manygil.duckdb's; prints a table and returns its
+    rows (name, seconds), or prints why not and returns None."""
+    try:
+        import duckdb
+        import numpy  # noqa: F401 -- DuckDB's own create_function needs it
+        from . import duckdb as mgdb
+        con = mgdb.connect()
+    except Exception as e:                  # not installed, or the extension not built
+        print(f"\nDuckDB part skipped: {type(e).__name__}: {e}")
+        return None
+    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    con.execute("SET enable_progress_bar = false")
+    con.execute(f"CREATE TABLE t AS SELECT i AS x FROM range({rows}) r(i)")
+    con.create_function("score_duckdb", udf_score, [duckdb.sqltypes.BIGINT],
+                        duckdb.sqltypes.BIGINT)
+    mgdb.create_function(con, "score_manygil", udf_score, ["BIGINT"], "BIGINT")
+    con.execute("SELECT sum(score_manygil(x)) FROM t WHERE x < 300000").fetchone()  # warm
+    out = []
+    expected = None
+    for name, fn in (("DuckDB's own Python UDF", "score_duckdb"),
+                     ("manygil.duckdb UDF", "score_manygil")):
+        print(f"duckdb: {name} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        got = con.execute(f"SELECT sum({fn}(x)) FROM t").fetchone()[0]
+        out.append((name, time.perf_counter() - t0))
+        if expected is None:
+            expected = got
+        elif got != expected:
+            raise SystemExit(f"{name}: sum {got}, DuckDB's own UDF gave {expected}")
+    con.close()
+    print(f"\nDuckDB {duckdb.__version__}: SELECT sum(score(x)) over {rows:,} stored rows, "
+          f"a ~1 us pure-Python UDF, threads={threads}\n")
+    print("| UDF | time | ns/row | speedup |")
+    print("|---|---:|---:|---:|")
+    for name, elapsed in out:
+        print(f"| {name} | {elapsed:.2f} s | {elapsed / rows * 1e9:,.0f} | "
+              f"{out[0][1] / elapsed:.2f}x |")
+    return out
+
+
+def main(limit: int = 1_500_000, workers: int | None = None, duckdb: bool = True,
+         duckdb_rows: int = 2_000_000) -> list[tuple[str, float, int | None]]:
     """Run the four ways, print the table; return its rows (name, seconds,
-    peak bytes or None)."""
+    peak bytes or None).  Then the DuckDB query (duckdb_demo) if `duckdb`."""
     cpus = os.cpu_count() or 1
     workers = workers or cpus
     work = chunks(limit, workers * 8)
@@ -224,4 +282,6 @@ def main(limit: int = 1_500_000, workers: int | None = None) -> list[tuple[str, 
     print("|---|---:|---:|---:|")
     for name, elapsed, peak in rows:
         print(f"| {name} | {elapsed:.2f} s | {t_seq / elapsed:.2f}x | {_mb(peak)} |")
+    if duckdb:
+        duckdb_demo(duckdb_rows)
     return rows
