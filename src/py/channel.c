@@ -698,24 +698,39 @@ parse_maxsize(PyObject *args, PyObject *kwds, const char *fmt, int is_queue, int
     return 0;
 }
 
+/* A new channel (mg__channel_create(maxsize, flags)) as the pair
+ * (RecvChannel, SendChannel).  With `reply`, it is first marked as the reply
+ * channel of an actor call answered via channel `via` (mg__channel_set_reply,
+ * `label` copied, may be NULL). */
+static PyObject *
+channel_pair(PyObject *mod, int64_t maxsize, int flags, int reply, int64_t via,
+             const char *label)
+{
+    mg__state_t *st = PyModule_GetState(mod);
+    mg__channel_t *ch;
+    int rc = mg__channel_create(maxsize, flags, &ch);
+    if (rc)
+        return mg__raise(rc, NULL);
+    PyObject *r = handle_new(st->recv_type, ch, MG__END_RECV);
+    PyObject *s = r ? handle_new(st->send_type, ch, MG__END_SEND) : NULL;
+    PyObject *res = NULL;
+    if (s != NULL && reply && mg__channel_set_reply(ch, via, label) != 0)
+        PyErr_NoMemory();           /* the handles' release closes the channel */
+    else if (s != NULL)
+        res = PyTuple_Pack(2, r, s);
+    Py_XDECREF(r);
+    Py_XDECREF(s);
+    mg__channel_decref(ch);
+    return res;
+}
+
 static PyObject *
 fn_create_channel(PyObject *mod, PyObject *args, PyObject *kwds)
 {
     int64_t maxsize;
     if (parse_maxsize(args, kwds, "|L:create_channel", 0, &maxsize) < 0)
         return NULL;
-    mg__state_t *st = PyModule_GetState(mod);
-    mg__channel_t *ch;
-    int rc = mg__channel_create(maxsize, 0, &ch);
-    if (rc)
-        return mg__raise(rc, NULL);
-    PyObject *r = handle_new(st->recv_type, ch, MG__END_RECV);
-    PyObject *s = r ? handle_new(st->send_type, ch, MG__END_SEND) : NULL;
-    PyObject *res = s ? PyTuple_Pack(2, r, s) : NULL;
-    Py_XDECREF(r);
-    Py_XDECREF(s);
-    mg__channel_decref(ch);
-    return res;
+    return channel_pair(mod, maxsize, 0, 0, 0, NULL);
 }
 
 /* _actor_inbox() -> (RecvChannel, SendChannel): an actor worker's inbox.
@@ -725,18 +740,7 @@ static PyObject *
 fn_actor_inbox(PyObject *mod, PyObject *unused)
 {
     (void)unused;
-    mg__state_t *st = PyModule_GetState(mod);
-    mg__channel_t *ch;
-    int rc = mg__channel_create(0, MG__CHANNEL_PIN_SEND, &ch);
-    if (rc)
-        return mg__raise(rc, NULL);
-    PyObject *r = handle_new(st->recv_type, ch, MG__END_RECV);
-    PyObject *s = r ? handle_new(st->send_type, ch, MG__END_SEND) : NULL;
-    PyObject *res = s ? PyTuple_Pack(2, r, s) : NULL;
-    Py_XDECREF(r);
-    Py_XDECREF(s);
-    mg__channel_decref(ch);
-    return res;
+    return channel_pair(mod, 0, MG__CHANNEL_PIN_SEND, 0, 0, NULL);
 }
 
 /* _reply_channel(inbox_id, label) -> (RecvChannel, SendChannel): the
@@ -752,22 +756,7 @@ fn_reply_channel(PyObject *mod, PyObject *args)
         return NULL;
     if (via < 0)
         return PyErr_Format(PyExc_ValueError, "bad inbox id %lld", via);
-    mg__state_t *st = PyModule_GetState(mod);
-    mg__channel_t *ch;
-    int rc = mg__channel_create(0, 0, &ch);
-    if (rc)
-        return mg__raise(rc, NULL);
-    PyObject *r = handle_new(st->recv_type, ch, MG__END_RECV);
-    PyObject *s = r ? handle_new(st->send_type, ch, MG__END_SEND) : NULL;
-    PyObject *res = NULL;
-    if (s != NULL && mg__channel_set_reply(ch, via / 2, label) != 0)
-        PyErr_NoMemory();           /* the handles' release closes the channel */
-    else if (s != NULL)
-        res = PyTuple_Pack(2, r, s);
-    Py_XDECREF(r);
-    Py_XDECREF(s);
-    mg__channel_decref(ch);
-    return res;
+    return channel_pair(mod, 0, 0, 1, via / 2, label);
 }
 
 static PyObject *
