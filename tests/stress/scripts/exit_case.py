@@ -91,6 +91,21 @@ def watchdog_daemon_recv_block():
     wait_report()
 
 
+# ---- actors ------------------------------------------------------------------
+
+@case
+def actors_busy():
+    """A default actor system open at exit: its actor in a method, 20 tells
+    queued behind it (drained at exit), a submit() future pending (its
+    resolver thread alive)."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    from helpers import actor_funcs as af          # tests/helpers, importable by reference
+    log = manygil.spawn(af.Log)
+    for k in range(20):
+        log.add_slowly.tell(k, 0.02)
+    globals()["_pending"] = (log, log.items_.submit())
+
+
 # ---- pools -------------------------------------------------------------------
 
 @case
