@@ -153,11 +153,16 @@ def test_queue_put_get():
 
 
 @pytest.mark.timeout(900)
-def test_pool_submit_and_map():
+def test_pool_submit_and_map(tmp_path):
     # Every worker imports the task's module at start: a worker that got its
     # first task only after the warm-up added ~10,000 references (one import)
-    # to the first half.
+    # to the first half.  Its interpreter may also still be starting when the
+    # warm-up ends on a busy machine (CI once saw ~5,600 references in the
+    # first half, 8 in the second): two tasks that wait for each other prove
+    # both workers run before anything is counted.
     with manygil.InterpreterPoolExecutor(2, initializer=pf.identity, initargs=(None,)) as pool:
+        both = [pool.submit(pf.rendezvous, str(tmp_path), str(i), 2, 120) for i in range(2)]
+        assert [f.result(180) for f in both] == [True, True]
         def op():
             assert pool.submit(pf.identity, (1, "a")).result(60) == (1, "a")
             assert list(pool.map(pf.identity, range(4))) == [0, 1, 2, 3]
