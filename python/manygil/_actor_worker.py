@@ -107,9 +107,11 @@ def run(inbox: object, urgent: object, solo: bool = False) -> None:
     """Serve the actors of this worker until an EXIT message (or the inbox
     closes); a solo worker (``dedicated=True``) ends with its actor."""
     global current
+    from . import _core
     from ._errors import ChannelClosedError
     actors: dict[int, _Slot] = {}
     actors_get = actors.get
+    invoke = _core._actor_invoke
     recv = inbox.recv
     urgent_get = urgent.recv_nowait
     try:
@@ -142,8 +144,9 @@ def run(inbox: object, urgent: object, solo: bool = False) -> None:
                     continue
                 current = (slot.label, name)
                 try:
-                    value = getattr(slot.obj, name)(*args, **kw) if kw else \
-                        getattr(slot.obj, name)(*args)
+                    # A run of its own: the watchdog, dump_stacks and
+                    # ActorRef.interrupt() see this actor's method.
+                    value = invoke(slot.label, aid, slot.obj, name, args, kw or None)
                 except BaseException as e:      # the actor goes on
                     current = None
                     if reply is not None:
@@ -160,7 +163,7 @@ def run(inbox: object, urgent: object, solo: bool = False) -> None:
                 _, aid, cls, args, kwargs, reply, credits, label = msg
                 current = (label, "__init__")
                 try:
-                    obj = cls(*args, **(kwargs or {}))
+                    obj = invoke(label, aid, cls, None, tuple(args), kwargs or None)
                 except BaseException as e:
                     current = None
                     _answer(reply, ERR, _describe(e))

@@ -256,13 +256,15 @@ class ActorRef:
     interpreter (it pickles as plain ids) and works there the same way.
     Refs are equal when they name the same actor."""
 
-    __slots__ = ("_aid", "_label", "_inbox_id", "_urgent_id", "_credits_id", "_send",
-                 "_urgent", "_stopped", "__dict__", "__weakref__")
+    __slots__ = ("_aid", "_label", "_inbox_id", "_urgent_id", "_credits_id", "_interp_id",
+                 "_send", "_urgent", "_stopped", "__dict__", "__weakref__")
 
     def __init__(self, aid: int, label: str, inbox_id: int, urgent_id: int,
-                 credits_id: int | None, send: Any = None, urgent: Any = None) -> None:
+                 credits_id: int | None, interp_id: int, send: Any = None,
+                 urgent: Any = None) -> None:
         self._aid = aid
         self._label = label
+        self._interp_id = interp_id     # the worker's interpreter
         self._inbox_id = inbox_id
         self._urgent_id = urgent_id
         self._credits_id = credits_id
@@ -272,7 +274,7 @@ class ActorRef:
 
     def __reduce__(self) -> tuple:
         return (ActorRef, (self._aid, self._label, self._inbox_id, self._urgent_id,
-                           self._credits_id))
+                           self._credits_id, self._interp_id))
 
     def __getattr__(self, name: str) -> "_Method":
         if name.startswith("__"):
@@ -325,6 +327,31 @@ class ActorRef:
             self._send(msg)
         except (ChannelClosedError, ChannelNotFoundError):
             raise ActorStoppedError(f"actor {self._label} has stopped") from None
+
+    def interrupt(self, exc: type[BaseException] = KeyboardInterrupt) -> bool:
+        """Stop the method this actor runs now: raise ``exc`` (a built-in
+        exception class) in it at its next bytecode boundary.  That method
+        fails with ``exc`` like any method that raises (its caller gets
+        ``exc``; a ``tell()``'s is printed to stderr) and the actor goes on
+        with its next message, its state as the method left it.  Returns
+        True if a method of this actor was running (the interrupt is on its
+        way: it lands only in that method run, never in a later message's),
+        False if none was (nothing happens; queued messages are not
+        touched).  Code in C that does not return to Python
+        (``time.sleep``, a blocking read) sees it only when it returns.
+        Works from any interpreter, like every call on a ref."""
+        import builtins
+        if not (isinstance(exc, type) and issubclass(exc, BaseException)
+                and getattr(builtins, exc.__name__, None) is exc):
+            raise TypeError(f"exc must be a built-in exception class (e.g. KeyboardInterrupt, "
+                            f"TimeoutError), not {exc!r}: it is raised in the actor's "
+                            "interpreter, where only built-in classes are shared")
+        for rec in _core._activity():
+            if (rec[0] == "run" and rec[4] == "actor" and rec[1] == self._interp_id
+                    and rec[5] == self._aid):
+                _core._interrupt_run(rec[1], rec[2], rec[12], exc)
+                return True
+        return False
 
     def stop(self, drain: bool = True) -> None:
         """Stop the actor: after the messages already queued have run
@@ -600,7 +627,8 @@ class ActorSystem:
         if status == _w.ERR:
             raise _exception(payload)
         w.actors += 1
-        return ActorRef(aid, label, inbox_id, urgent_id, credits, inbox.send, urgent.send)
+        return ActorRef(aid, label, inbox_id, urgent_id, credits, w.interp_id, inbox.send,
+                        urgent.send)
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop every actor (the messages already queued run first) and end

@@ -69,6 +69,10 @@ def _describe(rec: tuple, now_ns: int) -> str:
         limit = "" if forever else " (with a timeout)"
         return f"{who} waits to {target}{limit} for {age:.1f} s{_holders(rec)}"
     if kind == "run":
+        if what == "actor":
+            return f"{who} runs actor method {rec[13]}() for {age:.1f} s"
+        if what == "actors":
+            return f"{who} runs an actor worker's loop for {age:.1f} s"
         return f"{who} runs {what or 'code'} for {age:.1f} s"
     return f"{who} lives there"
 
@@ -298,7 +302,7 @@ class Watchdog:
         outermost: dict[int, tuple] = {}
         for rec in activity:                # newest first
             kind, what, ident = rec[0], rec[4], rec[2]
-            if kind == "home" or (kind == "run" and what not in ("exec", "call", "task")):
+            if kind == "home" or (kind == "run" and what not in ("exec", "call", "task", "actor")):
                 continue
             if len(rec) > 11 and rec[11]:
                 continue                    # an idle actor worker waits for messages

@@ -73,7 +73,8 @@ link_locked(mg__wait_t *w)
     waits.count++;
     if (is_forever_wait(w))
         waits.forever++;
-    changed_locked();
+    if (!w->quiet)
+        changed_locked();
 }
 
 static void
@@ -88,7 +89,8 @@ unlink_locked(mg__wait_t *w)
     waits.count--;
     if (is_forever_wait(w))
         waits.forever--;
-    changed_locked();
+    if (!w->quiet)
+        changed_locked();
 }
 
 void

@@ -26,7 +26,8 @@ enum { MG__WAIT_SEND = 1, MG__WAIT_RECV = 2, MG__ACT_RUN = 3, MG__ACT_HOME = 4 }
 typedef struct mg__wait {
     int64_t interp_id;
     unsigned long thread_ident;
-    int64_t end_id;             /* waits: the channel end (or queue) waited on */
+    int64_t end_id;             /* waits: the channel end (or queue) waited on;
+                                 * actor method runs: the actor's id */
     int kind;                   /* MG__WAIT_* or MG__ACT_* */
     int forever;                /* waits: no deadline */
     int64_t since_ns;           /* monotonic */
@@ -35,6 +36,10 @@ typedef struct mg__wait {
     uint64_t serial;            /* set by mg__waits_add: unique per record */
     int broken;                 /* waits: set by the deadlock detector */
     char *why;                  /* waits: malloc'd message of a broken wait; the waiter frees */
+    int quiet;                  /* runs inside a run of the same thread and interpreter
+                                 * (an actor's method): adding or removing it does not
+                                 * move the generation (nothing changes for deadlocks) */
+    char label[96];             /* runs: who runs what ("Counter#3.incr"), or "" */
     struct mg__wait *prev, *next;   /* guarded by the table's mutex */
 } mg__wait_t;
 

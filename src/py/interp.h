@@ -90,6 +90,7 @@ typedef struct mg__user_code {
     uint64_t serial;            /* the run, 0 if not in one */
     int64_t interp_id;
     unsigned long thread_ident;
+    uint64_t sent;              /* mg__interrupts_sent() as the window opened */
     struct mg__user_code *next; /* guarded by interrupt.c's mutex */
 } mg__user_code_t;
 
@@ -107,6 +108,9 @@ void mg__user_code_leave(mg__user_code_t *uc);
  * `serial` once it ended. */
 int mg__irq_user_code_enter(mg__user_code_t *uc);
 void mg__irq_user_code_leave(mg__user_code_t *uc);
+/* The same, and (forget != 0) mg__irq_forget(uc->serial), under one lock:
+ * for a window that is its run's only one (an actor's method). */
+void mg__irq_user_code_leave_run(mg__user_code_t *uc, int forget);
 void mg__irq_forget(uint64_t serial);
 
 /* (watch.c) If the calling thread is the main thread of the main

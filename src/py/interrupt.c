@@ -148,6 +148,7 @@ mg__irq_user_code_enter(mg__user_code_t *uc)
         memcpy(exc, windows.early[i].exc, sizeof exc);
         windows.early[i] = windows.early[--windows.nearly];
     }
+    uc->sent = mg__interrupts_sent();
     uc->next = windows.open;
     windows.open = uc;
     mg__mutex_unlock(&windows.mu);
@@ -165,16 +166,30 @@ mg__irq_user_code_enter(mg__user_code_t *uc)
 void
 mg__irq_user_code_leave(mg__user_code_t *uc)
 {
+    mg__irq_user_code_leave_run(uc, 0);
+}
+
+void
+mg__irq_user_code_leave_run(mg__user_code_t *uc, int forget)
+{
     mg__mutex_lock(&windows.mu);
     mg__user_code_t **pp = &windows.open;
     while (*pp != NULL && *pp != uc)
         pp = &(*pp)->next;
     if (*pp == uc)
         *pp = uc->next;
+    int i;
+    while (forget && (i = early_find_locked(uc->serial)) >= 0)
+        windows.early[i] = windows.early[--windows.nearly];
     mg__mutex_unlock(&windows.mu);
     /* One that arrived at the window's very end must not fire in our own
-     * code that follows (encoding the result). */
-    PyThreadState_SetAsyncExc(uc->thread_ident, NULL);
+     * code that follows (encoding the result).  Every interrupt raised into
+     * an open window moves the counter first (under windows.mu, while the
+     * window was in the list): if it has not moved, there is none to clear
+     * (clearing walks the interpreter's threads: an actor's methods open a
+     * window per message). */
+    if (mg__interrupts_sent() != uc->sent)
+        PyThreadState_SetAsyncExc(uc->thread_ident, NULL);
 }
 
 void
@@ -371,6 +386,36 @@ mg__fn_interrupt(PyObject *mod, PyObject *args, PyObject *kwds)
     if (rc)
         return mg__raise(rc, "interrupting interpreter %lld", (long long)id);
     return PyLong_FromLong(count);
+}
+
+const char mg__interrupt_run_doc[] =
+
+"_interrupt_run(interp_id, thread_ident, serial, exc)\n--\n\n"
+"Raise the built-in exception class exc in the run whose activity record\n"
+"is `serial` (an actor's method: see _actor_invoke) of thread thread_ident\n"
+"in interpreter interp_id, if that run is still in progress when the\n"
+"request reaches the interpreter (else nothing happens).  The caller does\n"
+"not wait.  Returns None.";
+
+PyObject *
+mg__fn_interrupt_run(PyObject *mod, PyObject *args)
+{
+    (void)mod;
+    PyObject *idobj, *exc;
+    unsigned long long ident, serial;
+    int64_t id;
+    if (!PyArg_ParseTuple(args, "OKKO:_interrupt_run", &idobj, &ident, &serial, &exc))
+        return NULL;
+    if (mg__interp_id_from_object(idobj, &id) < 0)
+        return NULL;
+    const char *name = builtin_exc_name(exc);
+    if (name == NULL)
+        return NULL;
+    if (serial == 0)
+        return PyErr_Format(PyExc_ValueError, "_interrupt_run(): serial must be > 0");
+    if (interrupt_run_async(id, (unsigned long)ident, serial, name) != 0)
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
 }
 
 /* ---- Ctrl-C forwarding ------------------------------------------------- */

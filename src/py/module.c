@@ -10,6 +10,7 @@
  */
 #include "manygil.h"
 #include "py/compat.h"
+#include "py/actor.h"
 #include "py/codec.h"
 #include "py/errors.h"
 #include "py/interp.h"
@@ -707,6 +708,7 @@ core_exec_module(PyObject *mod)
             || PyModule_AddFunctions(mod, mg__fork_functions) < 0
             || PyModule_AddFunctions(mod, mg__pool_functions) < 0
             || PyModule_AddFunctions(mod, mg__awatch_functions) < 0
+            || PyModule_AddFunctions(mod, mg__actor_functions) < 0
             || mg__capi_add(mod) < 0)
         return -1;
     if (PyModule_AddIntConstant(mod, "CODEC_MAX_DEPTH", MG__CODEC_MAX_DEPTH) < 0

@@ -200,10 +200,13 @@ kind_name(int kind)
 PyDoc_STRVAR(activity_doc,
 "_activity()\n--\n\n"
 "The activity table, newest first: [(kind, interp_id, thread_ident, since_ns,\n"
-"what, end_id, channel_id, forever, is_queue, holders, open_to_all, inbox)], kind in\n"
-"'send', 'recv',\n"
-"'run', 'home'; what names a run ('exec', 'call', 'task'), else None;\n"
-"end_id/channel_id are None for runs and homes; holders: the interpreters\n"
+"what, end_id, channel_id, forever, is_queue, holders, open_to_all, inbox,\n"
+"serial, label)], kind in 'send', 'recv',\n"
+"'run', 'home'; what names a run ('exec', 'call', 'task', 'actors': an actor\n"
+"worker's loop, 'actor': one actor method), else None;\n"
+"end_id/channel_id are None for runs and homes (an actor method run's end_id\n"
+"is its actor's id); serial: the record's, unique; label: an actor method\n"
+"run's 'Class#id.method', else None; holders: the interpreters\n"
 "holding the other end of a wait's channel, open_to_all: anyone may act on it\n"
 "(a plain id, a handle in flight, closed), inbox: the wait is an actor\n"
 "worker's wait for its next message.  since_ns is monotonic\n"
@@ -221,7 +224,8 @@ fn_activity(PyObject *mod, PyObject *unused)
     for (size_t i = 0; list != NULL && i < n; i++) {
         mg__wait_t *r = &recs[i];
         int is_wait = r->kind == MG__WAIT_SEND || r->kind == MG__WAIT_RECV;
-        PyObject *end = is_wait ? PyLong_FromLongLong(r->end_id) : Py_NewRef(Py_None);
+        int is_actor = r->kind == MG__ACT_RUN && r->label[0] != '\0';
+        PyObject *end = is_wait || is_actor ? PyLong_FromLongLong(r->end_id) : Py_NewRef(Py_None);
         PyObject *cid = is_wait ? PyLong_FromLongLong(r->end_id / 2) : Py_NewRef(Py_None);
         /* Waits: who holds the other end (and whether anyone else may). */
         PyObject *holders = PyList_New(0);
@@ -240,12 +244,13 @@ fn_activity(PyObject *mod, PyObject *unused)
             }
         }
         PyObject *item = (end && cid && holders) ? Py_BuildValue(
-            "(sLkLzOOOOOOO)", kind_name(r->kind), (long long)r->interp_id, r->thread_ident,
+            "(sLkLzOOOOOOOKz)", kind_name(r->kind), (long long)r->interp_id, r->thread_ident,
             (long long)r->since_ns, r->what, end, cid, r->forever && is_wait ? Py_True : Py_False,
             is_wait && r->chan && mg__channel_is_queue(r->chan) ? Py_True : Py_False,
             holders, open_to_all ? Py_True : Py_False,
             r->kind == MG__WAIT_RECV && r->chan && mg__channel_is_inbox(r->chan)
-                ? Py_True : Py_False) : NULL;
+                ? Py_True : Py_False,
+            (unsigned long long)r->serial, is_actor ? r->label : NULL) : NULL;
         Py_XDECREF(end);
         Py_XDECREF(cid);
         Py_XDECREF(holders);
@@ -365,6 +370,7 @@ fn_stacks(PyObject *mod, PyObject *arg)
 PyMethodDef mg__watch_functions[] = {
     {"_interrupt", (PyCFunction)(void (*)(void))mg__fn_interrupt, METH_VARARGS | METH_KEYWORDS,
      mg__interrupt_doc},
+    {"_interrupt_run", mg__fn_interrupt_run, METH_VARARGS, mg__interrupt_run_doc},
     {"_init_main", fn_init_main, METH_VARARGS, init_main_doc},
     {"_configure", (PyCFunction)(void (*)(void))fn_configure, METH_VARARGS | METH_KEYWORDS,
      configure_doc},

@@ -25,9 +25,11 @@ uint64_t mg__interrupts_sent(void);
  * exception. */
 int mg__track_threads(void);
 
-/* (interrupt.c) _core._interrupt and its docstring. */
+/* (interrupt.c) _core._interrupt, _core._interrupt_run and their docstrings. */
 PyObject *mg__fn_interrupt(PyObject *mod, PyObject *args, PyObject *kwds);
 extern const char mg__interrupt_doc[];
+PyObject *mg__fn_interrupt_run(PyObject *mod, PyObject *args);
+extern const char mg__interrupt_run_doc[];
 
 /* (interrupt.c) Ctrl-C forwarding: remember the main thread and the main
  * interpreter (once); whether that was done. */

@@ -178,11 +178,15 @@ test_parallel_ratio(void)
     }
     if (best >= 1.4) {
         double control = c_parallel_ratio();
+        /* Within 0.3 of what two plain C threads got just now (a shared
+         * GIL gives ~2.0 whatever the machine does: CI once saw 1.47 best
+         * while the ASan job shared the machine with another). */
+        printf("(two C threads: %.2f)\n", control);
         if (control >= 1.3)
             printf("(skipped parallel ratio: machine too busy, two C threads gave %.2f)\n",
                    control);
         else
-            CHECK(best < 1.4);
+            CHECK(best < 1.4 || best < control + 0.3);
     }
     CHECK_EQ(mg_interp_close(a), 0);
     CHECK_EQ(mg_interp_close(b), 0);

@@ -163,3 +163,27 @@ class Peer:
 
     def ask_slow(self, s):
         return self.peer.slow(s)
+
+
+class Spinner:
+    """Runs Python code until told otherwise (for interrupts and the watchdog)."""
+
+    def __init__(self):
+        self.started = 0
+        self.finished = 0
+
+    def spin(self, seconds):
+        self.started += 1
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            pass
+        self.finished += 1
+        return "spun"
+
+    def counts(self):
+        return (self.started, self.finished)
+
+
+def interrupt_ref(ref):
+    """From another interpreter: interrupt the actor's running method."""
+    return ref.interrupt()
