@@ -32,11 +32,17 @@ def wait_running(ref, timeout=WAIT):
         time.sleep(0.005)
 
 
-@pytest.mark.timeout(60)
-def test_interrupt_stops_the_running_method_and_the_actor_goes_on(system):
+def spinning(system):
+    """A Spinner on system, running spin(60) now: (its ref, the call's future)."""
     ref = manygil.spawn(af.Spinner, system=system)
     fut = ref.spin.submit(60)
     wait_running(ref)
+    return ref, fut
+
+
+@pytest.mark.timeout(60)
+def test_interrupt_stops_the_running_method_and_the_actor_goes_on(system):
+    ref, fut = spinning(system)
     t0 = time.monotonic()
     assert ref.interrupt() is True
     with pytest.raises(KeyboardInterrupt):
@@ -76,9 +82,7 @@ def test_interrupt_lands_only_in_its_own_actors_method(system):
 
 @pytest.mark.timeout(60)
 def test_interrupt_with_another_exception_and_bad_classes(system):
-    ref = manygil.spawn(af.Spinner, system=system)
-    fut = ref.spin.submit(60)
-    wait_running(ref)
+    ref, fut = spinning(system)
     assert ref.interrupt(TimeoutError) is True
     with pytest.raises(TimeoutError):
         fut.result(WAIT)
@@ -93,9 +97,7 @@ def test_interrupt_with_another_exception_and_bad_classes(system):
 
 @pytest.mark.timeout(60)
 def test_interrupt_from_another_interpreter(system):
-    ref = manygil.spawn(af.Spinner, system=system)
-    fut = ref.spin.submit(60)
-    wait_running(ref)
+    ref, fut = spinning(system)
     with manygil.create() as it:
         assert it.call(af.interrupt_ref, ref) is True
     with pytest.raises(KeyboardInterrupt):
@@ -142,9 +144,7 @@ def test_interrupts_never_land_in_a_later_message(system):
 
 @pytest.mark.timeout(60)
 def test_stack_dumps_name_the_actor_and_its_method(system):
-    ref = manygil.spawn(af.Spinner, system=system)
-    fut = ref.spin.submit(60)
-    wait_running(ref)
+    ref, fut = spinning(system)
     text = manygil.format_stacks()
     assert f"runs actor method {ref.label}.spin()" in text, text
     assert "in spin" in text                # the method's own frame

@@ -348,6 +348,17 @@ mg__interrupt_runs(int64_t id, const char *name, const char *what, unsigned long
     return rc;
 }
 
+/* Parse the target interpreter and the built-in exception class shared by
+ * _interrupt and _interrupt_run: 0, or -1 with an exception. */
+static int
+parse_target(PyObject *idobj, PyObject *exc, int64_t *id, const char **name)
+{
+    if (mg__interp_id_from_object(idobj, id) < 0)
+        return -1;
+    *name = builtin_exc_name(exc);
+    return *name == NULL ? -1 : 0;
+}
+
 const char mg__interrupt_doc[] =
 
 "_interrupt(interp_id, exc, what=None)\n--\n\n"
@@ -368,10 +379,8 @@ mg__fn_interrupt(PyObject *mod, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|zK:_interrupt", kwlist, &idobj, &exc,
                                      &what, &only))
         return NULL;
-    if (mg__interp_id_from_object(idobj, &id) < 0)
-        return NULL;
-    const char *name = builtin_exc_name(exc);
-    if (name == NULL)
+    const char *name;
+    if (parse_target(idobj, exc, &id, &name) < 0)
         return NULL;
     /* Like every other call on an interpreter: one that does not exist
      * (never did, or closed) is an error, not "nothing was running". */
@@ -406,10 +415,8 @@ mg__fn_interrupt_run(PyObject *mod, PyObject *args)
     int64_t id;
     if (!PyArg_ParseTuple(args, "OKKO:_interrupt_run", &idobj, &ident, &serial, &exc))
         return NULL;
-    if (mg__interp_id_from_object(idobj, &id) < 0)
-        return NULL;
-    const char *name = builtin_exc_name(exc);
-    if (name == NULL)
+    const char *name;
+    if (parse_target(idobj, exc, &id, &name) < 0)
         return NULL;
     if (serial == 0)
         return PyErr_Format(PyExc_ValueError, "_interrupt_run(): serial must be > 0");
