@@ -35,6 +35,7 @@ typedef struct {
     size_t lo, hi;              /* rows [lo, hi) */
     pthread_barrier_t *start;
     int failed;
+    double begun;               /* when it passed the start barrier */
     double done;                /* when its last row was evaluated */
 } job_t;
 
@@ -60,6 +61,7 @@ run_manygil(void *arg)
     if (rc == 0)
         rc = mg_api->call_batch(id, func, 0, 1, 1, &in, &res, &err);
     pthread_barrier_wait(job->start);
+    job->begun = now();
     for (size_t lo = job->lo; rc == 0 && lo < job->hi; lo += BATCH) {
         size_t n = job->hi - lo < BATCH ? job->hi - lo : BATCH;
         in.data = input + lo;
@@ -84,6 +86,7 @@ run_gil(void *arg)
 {
     job_t *job = arg;
     pthread_barrier_wait(job->start);
+    job->begun = now();
     PyGILState_STATE g = PyGILState_Ensure();
     for (size_t i = job->lo; i < job->hi && !job->failed; i++) {
         PyObject *x = PyLong_FromLongLong(input[i]);
@@ -115,19 +118,24 @@ run(size_t rows, int k, int gil)
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, (unsigned)k + 1);
     for (int t = 0; t < k; t++) {
-        jobs[t] = (job_t){rows * t / k, rows * (t + 1) / k, &start, 0, 0.0};
+        jobs[t] = (job_t){rows * t / k, rows * (t + 1) / k, &start, 0, 0.0, 0.0};
         pthread_create(&th[t], NULL, gil ? run_gil : run_manygil, &jobs[t]);
     }
     pthread_barrier_wait(&start);
-    double t0 = now();
     int failed = 0;
-    double end = t0;
     for (int t = 0; t < k; t++) {
         pthread_join(th[t], NULL);
         failed |= jobs[t].failed;
+    }
+    /* From the first thread's start to the last thread's last row, each
+     * stamped by the thread itself: this thread may pass the barrier after
+     * the others have finished, and the teardown is not the rows' time. */
+    double t0 = jobs[0].begun, end = jobs[0].done;
+    for (int t = 1; t < k; t++) {
+        t0 = jobs[t].begun < t0 ? jobs[t].begun : t0;
         end = jobs[t].done > end ? jobs[t].done : end;
     }
-    double dt = end - t0;       /* the rows' time, not the threads' teardown */
+    double dt = end - t0;
     pthread_barrier_destroy(&start);
     return failed ? -1 : rows / dt;
 }

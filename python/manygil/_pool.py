@@ -9,6 +9,7 @@ collector thread that hands finished tasks to their futures.
 from __future__ import annotations
 
 import itertools
+import operator
 import os
 import threading
 import time
@@ -61,6 +62,21 @@ class _RemoteTraceback(Exception):
         return self.tb
 
 
+class _InterruptSafeCondition(threading.Condition):
+    """A Condition that ``with`` enters and leaves without running Python
+    code: ``__enter__`` and ``__exit__`` are the lock's own C methods.
+
+    threading.Condition's are Python functions, and a KeyboardInterrupt
+    raised in one (between the lock's acquire and the ``with`` block, or
+    before the release) leaves the lock held for good (bpo-29988).  A task
+    future's lock is taken by the thread that waits on it (Ctrl-C lands
+    there) and by the pool's collector thread, which would then block on it
+    forever and leave every later future unresolved."""
+
+    __enter__ = property(operator.attrgetter("_lock.__enter__"))  # type: ignore[assignment]
+    __exit__ = property(operator.attrgetter("_lock.__exit__"))    # type: ignore[assignment]
+
+
 def _exception_from_info(info: tuple) -> BaseException:
     """The exception a worker raised, rebuilt here when possible (its
     ``__cause__`` carries the remote traceback), else ExecutionFailed."""
@@ -87,6 +103,7 @@ class _TaskFuture(Future):
 
     def __init__(self, pool: "InterpreterPoolExecutor", seq: int) -> None:
         super().__init__()
+        self._condition = _InterruptSafeCondition()
         self._pool = pool
         self._seq = seq
         self._cancel_lock = threading.Lock()
@@ -229,6 +246,10 @@ class InterpreterPoolExecutor(Executor):
         os_prefix = prefix.encode()[:15].decode(errors="ignore")
         self._core = _core._Pool(max_workers, init, max_tasks_per_worker or 0, os_prefix)
         self._futures: dict[int, Future] = {}
+        # Finished tasks taken from the C pool, not yet handed to their
+        # futures (see _drain_ready), and the lock of whoever hands them.
+        self._ready: deque = deque()
+        self._drain_lock = threading.RLock()
         self._seq = itertools.count(1)
         self._shutdown_lock = threading.Lock()
         self._shutdown = False
@@ -375,23 +396,48 @@ class InterpreterPoolExecutor(Executor):
 
     def _resolve_finished(self, timeout: float | None) -> bool:
         """Hand the finished tasks to their futures (waiting up to timeout
-        for one; None: until one finishes).  False when nothing more will
-        ever finish."""
-        batch = self._core.collect(timeout)
+        for one; None: until one finishes or a nudge).  False when nothing
+        more will ever finish."""
+        got = self._core.collect(timeout, self._ready)
+        self._drain_ready()
+        return got != 0 or timeout is not None
+
+    def _drain_ready(self) -> None:
+        """Resolve the futures of the tasks in self._ready, oldest first.
+
+        Safe against an exception raised at any point in the thread that
+        runs it (Ctrl-C lands in the main thread, which comes here from
+        result()): a task leaves the deque only after its future was
+        resolved, so an interrupted drain leaves the rest -- the one being
+        resolved included, which is then resolved again, harmlessly -- for
+        the next drain, and nudges the collector thread to do it.  The lock
+        is an RLock taken by ``with`` (its C methods, no Python frame to be
+        interrupted in): a done-callback that calls result() drains again in
+        the same thread, so each drain pops only the task it resolved."""
+        ready = self._ready
         futures = self._futures
-        for seq, status, value, elapsed in batch:
-            fut = futures.pop(seq, None)
-            if fut is None:
-                continue
-            fut.elapsed_ns = elapsed
-            _resolve(fut, status, value, self._broken_error, self._task_timeout)
-        return bool(batch) or timeout is not None
+        try:
+            with self._drain_lock:
+                while ready:
+                    item = ready[0]
+                    seq, status, value, elapsed = item
+                    fut = futures.get(seq)
+                    if fut is not None:
+                        fut.elapsed_ns = elapsed
+                        _resolve(fut, status, value, self._broken_error, self._task_timeout)
+                        futures.pop(seq, None)
+                    if ready and ready[0] is item:
+                        ready.popleft()
+        finally:
+            if ready and threading.current_thread() is not self._collector:
+                self._core.nudge()
 
     def _collect_loop(self) -> None:
         while self._resolve_finished(None):
             pass
         # Nothing more will finish (shut down and drained, or broken): fail
         # whatever is left.
+        self._drain_ready()
         if self._core.stats()["broken"]:
             self._broken_error()            # logs the initializer's failure
         for seq in list(self._futures):

@@ -22,6 +22,7 @@ struct mg__pool {
     int sleepers;               /* guarded by mu: workers waiting on `work` */
     int shutdown;               /* guarded by mu; written atomically */
     int broken;                 /* guarded by mu; written atomically */
+    int nudged;                 /* guarded by mu: mg__pool_nudge() not yet seen by collect */
     int refs;                   /* atomic */
 };
 
@@ -219,14 +220,20 @@ mg__pool_abandon(mg__pool_t *p, mg__task_t *t)
 }
 
 mg__task_t *
-mg__pool_collect(mg__pool_t *p, int64_t deadline_ns)
+mg__pool_collect(mg__pool_t *p, int64_t deadline_ns, int *nudged)
 {
     mg__task_t *list = NULL;
     mg__mutex_lock(&p->mu);
+    *nudged = 0;
     for (;;) {
         if (p->dhead != NULL) {
             list = p->dhead;
             p->dhead = p->dtail = NULL;
+            break;
+        }
+        if (p->nudged) {
+            p->nudged = 0;
+            *nudged = 1;
             break;
         }
         if ((p->shutdown || p->broken) && p->qhead == NULL && p->running == 0)
@@ -240,6 +247,15 @@ mg__pool_collect(mg__pool_t *p, int64_t deadline_ns)
     }
     mg__mutex_unlock(&p->mu);
     return list;
+}
+
+void
+mg__pool_nudge(mg__pool_t *p)
+{
+    mg__mutex_lock(&p->mu);
+    p->nudged = 1;
+    mg__cond_broadcast(&p->done);
+    mg__mutex_unlock(&p->mu);
 }
 
 int

@@ -62,8 +62,13 @@ void mg__pool_abandon(mg__pool_t *p, mg__task_t *t);
 /* Collector: take every finished task (a list linked by next, oldest
  * first), waiting until there is one or the deadline passes (-1: no
  * deadline; 0: no wait) or the pool has no more to give (shut down, queue
- * empty, no task running).  Returns the list, or NULL. */
-mg__task_t *mg__pool_collect(mg__pool_t *p, int64_t deadline_ns);
+ * empty, no task running) or mg__pool_nudge() was called since the last
+ * collect returned.  Returns the list, or NULL; *nudged is set to 1 when
+ * a nudge ended the wait (and to 0 otherwise). */
+mg__task_t *mg__pool_collect(mg__pool_t *p, int64_t deadline_ns, int *nudged);
+
+/* Make a collect that is waiting (or the next one) return at once. */
+void mg__pool_nudge(mg__pool_t *p);
 
 /* Remove the queued task `seq` (not yet taken by a worker) and finish it
  * as MG_ECANCELLED.  1 if it was queued, 0 if not. */

@@ -695,14 +695,20 @@ pool_submit_map(PyObject *op, PyObject *args)
     return res;
 }
 
-/* collect(timeout=None) -> [(seq, status, value, elapsed_ns)]: value is the
- * result (OK), exception info (RAISED) or None (a negative MG_E* status). */
+/* collect(timeout=None, into=None): the finished tasks, each as
+ * (seq, status, value, elapsed_ns) -- value is the result (OK), exception
+ * info (RAISED) or None (a negative MG_E* status).  Without `into`, returns
+ * them as a list ([] on timeout, on a nudge, or when nothing more will
+ * finish).  With `into` (a deque, or anything with append), appends them to
+ * it and returns how many: an exception raised in the caller right after
+ * the call (KeyboardInterrupt) then loses none; -1 means a nudge (nudge())
+ * ended the wait with none, 0 a timeout or nothing more to finish. */
 static PyObject *
 pool_collect(PyObject *op, PyObject *args)
 {
     pool_t *self = (pool_t *)op;
-    PyObject *timeout = Py_None;
-    if (!PyArg_ParseTuple(args, "|O:collect", &timeout))
+    PyObject *timeout = Py_None, *into = Py_None;
+    if (!PyArg_ParseTuple(args, "|OO:collect", &timeout, &into))
         return NULL;
     int64_t deadline = -1;
     if (timeout != Py_None) {
@@ -711,11 +717,16 @@ pool_collect(PyObject *op, PyObject *args)
             return NULL;
         deadline = secs <= 0 ? 0 : mg__monotonic_ns() + (int64_t)(secs * 1e9);
     }
+    PyObject *append = NULL;
+    if (into != Py_None && (append = PyObject_GetAttrString(into, "append")) == NULL)
+        return NULL;
     mg__task_t *done;
+    int nudged;
     Py_BEGIN_ALLOW_THREADS
-    done = mg__pool_collect(self->w->q, deadline);
+    done = mg__pool_collect(self->w->q, deadline, &nudged);
     Py_END_ALLOW_THREADS
     PyObject *list = PyList_New(0);
+    Py_ssize_t count = 0;
     for (mg__task_t *t = done; list != NULL && t != NULL; t = t->next) {
         PyObject *value;
         if (t->status >= 0) {
@@ -737,12 +748,35 @@ pool_collect(PyObject *op, PyObject *args)
         }
         PyObject *item = Py_BuildValue("(KiNL)", (unsigned long long)t->seq, t->status, value,
                                        (long long)t->elapsed_ns);
-        if (item == NULL || PyList_Append(list, item) < 0)
+        if (item == NULL)
+            Py_CLEAR(list);
+        else if (append != NULL) {
+            PyObject *r = PyObject_CallOneArg(append, item);
+            if (r == NULL)
+                Py_CLEAR(list);
+            Py_XDECREF(r);
+            count++;
+        }
+        else if (PyList_Append(list, item) < 0)
             Py_CLEAR(list);
         Py_XDECREF(item);
     }
     mg__task_free_list(done);
-    return list;
+    if (append == NULL || list == NULL) {
+        Py_XDECREF(append);
+        return list;
+    }
+    Py_DECREF(append);
+    Py_DECREF(list);
+    return PyLong_FromSsize_t(count == 0 && nudged ? -1 : count);
+}
+
+/* nudge(): make a waiting collect() (or the next one) return at once. */
+static PyObject *
+pool_nudge(PyObject *op, PyObject *Py_UNUSED(arg))
+{
+    mg__pool_nudge(((pool_t *)op)->w->q);
+    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -839,8 +873,11 @@ static PyMethodDef pool_methods[] = {
     {"submit_map", pool_submit_map, METH_VARARGS,
      "submit_map(seq, fn, items, star)\n--\n\nQueue a chunk: fn over items."},
     {"collect", pool_collect, METH_VARARGS,
-     "collect(timeout=None)\n--\n\nFinished tasks: [(seq, status, value, elapsed_ns)]; "
-     "[] when nothing more will finish (or on timeout)."},
+     "collect(timeout=None, into=None)\n--\n\nFinished tasks: [(seq, status, value, elapsed_ns)]; "
+     "[] when nothing more will finish (or on timeout or a nudge).  With into: appended to it, "
+     "and their number returned (-1: a nudge ended the wait)."},
+    {"nudge", pool_nudge, METH_NOARGS,
+     "nudge()\n--\n\nMake a waiting collect() (or the next one) return at once."},
     {"cancel", pool_cancel, METH_O, "cancel(seq)\n--\n\nUnqueue a task not yet started."},
     {"shutdown", pool_shutdown, METH_O,
      "shutdown(cancel_pending)\n--\n\nRefuse new tasks; workers exit when the queue is empty."},

@@ -20,7 +20,8 @@ import time
 
 import pytest
 
-from _harness import Run, budget, child_env, kill_and_collect, problems, reps, script
+from _harness import (SCALE, Run, budget, check, child_env, kill_and_collect, problems, reps,
+                      run_child, script)
 
 OPS = ["create", "close", "exec_short", "exec_long", "call_short", "call_long", "channel",
        "queue", "pool_submit", "pool_map", "shared_buffer"]
@@ -105,3 +106,17 @@ def test_sigint_sweep(op):
             raise AssertionError(f"{what}: " + "; ".join(found)
                                  + f"\n(before: {outcomes})\n" + run.describe())
         outcomes["finished first" if done else "interrupted"] += 1
+
+
+@pytest.mark.timeout(budget(3 * 60))
+def test_sigint_storm_on_pool_futures():
+    """SIGINT every few ms for 3 s x MANYGIL_STRESS into a thread waiting on
+    pool futures: every future still resolves to its value, the pool still
+    runs tasks and shuts down (an interrupted ``with`` on a future's lock
+    used to leave it held, and the collector thread blocked on it for good)."""
+    seconds = 3.0 * max(1.0, SCALE)
+    run = run_child("sigint_pool_repeat.py", seconds, timeout=seconds + 90)
+    check(run, max_seconds=seconds + 60, expect_lines=("DONE",),
+          what="Ctrl-C storm on pool futures")
+    counts = dict(line.split() for line in run.lines if line[:2] in ("KI", "TA", "SE"))
+    assert int(counts["KI"]) >= 20, f"too few interrupts landed to test anything\n{run.describe()}"
