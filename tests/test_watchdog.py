@@ -176,6 +176,10 @@ def test_channel_wait_reported_as_wait_with_channel_in_graph():
     got = Collector()
     r, s = manygil.create_channel()
     with manygil.create() as it:
+        # Import the test functions there first: on a slow (debug, sanitizer)
+        # build that takes longer than warn_after, and the call is reported
+        # before it reaches the wait.
+        assert it.call(wf.wd_add, 1, 2) == 3
         with manygil.watchdog(warn_after=0.5, on_hang=got):
             t = call_in_thread(it, wf.wd_recv_marker, r)
             # Nobody sends for a while: the receive is reported.
@@ -204,6 +208,7 @@ def test_wait_graph_names_who_holds_the_other_end():
         b.prepare_main(s=s)
         del s
         gc.collect()
+        assert a.call(wf.wd_add, 1, 2) == 3          # imported before the watchdog starts
         with manygil.watchdog(warn_after=0.5, on_hang=got):
             t = call_in_thread(a, wf.wd_recv_timeout_marker, r, 20.0)
             assert wait_for(lambda: got.for_interp(a.id), 10), got.reports
@@ -223,6 +228,7 @@ def test_queue_wait_reported():
     got = Collector()
     q = manygil.create_queue()
     with manygil.create() as it:
+        assert it.call(wf.wd_add, 1, 2) == 3         # imported before the watchdog starts
         with manygil.watchdog(warn_after=0.4, on_hang=got):
             t = call_in_thread(it, wf.wd_queue_get_marker, q, 20.0)
             assert wait_for(lambda: got.for_interp(it.id), 10), got.reports
