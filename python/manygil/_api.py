@@ -6,6 +6,7 @@ import types
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
 from . import _core, _pickle
+from ._guard import start_thread
 from ._errors import InterpreterError, InterpreterNotFoundError
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ class Interpreter:
         """Start a thread that runs :meth:`call`; the result is discarded."""
         t = threading.Thread(target=_core.call, args=(self._id, fn, args, kwargs),
                              name=f"manygil-interp-{self._id}")
-        t.start()
+        start_thread(t)
         return t
 
     def prepare_main(self, ns: dict[str, Any] | None = None, /, **kwargs: Any) -> "Interpreter":

@@ -9,7 +9,6 @@ collector thread that hands finished tasks to their futures.
 from __future__ import annotations
 
 import itertools
-import operator
 import os
 import threading
 import time
@@ -17,12 +16,14 @@ import weakref
 from collections import deque
 from concurrent.futures import Executor, Future, InvalidStateError
 from concurrent.futures._base import LOGGER as _LOGGER
+from concurrent.futures._base import PENDING, RUNNING
 from concurrent.futures.thread import BrokenThreadPool
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
 from . import _core, _progress
 from ._errors import ExceptionInfo, ExceptionType, ExecutionFailed, TaskTimeout
 from . import _watch
+from ._guard import GuardedFuture, call_uninterrupted, gives_back, start_thread
 from ._errors import InterpreterError, NotShareableError
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["InterpreterPoolExecutor", "BrokenInterpreterPool", "map"]
 
 _OK, _RAISED = 0, 1
+_NOT_DONE = frozenset((PENDING, RUNNING))   # Future states before done()
 _CANCELLED = -20                  # MG_ECANCELLED
 _TIMEDOUT = -17                   # MG_ETIMEDOUT: interrupted by task_timeout
 _DECODE_LIMIT = 10                # x interrupt_grace: longest an interrupted task may spend outside its code
@@ -62,21 +64,6 @@ class _RemoteTraceback(Exception):
         return self.tb
 
 
-class _InterruptSafeCondition(threading.Condition):
-    """A Condition that ``with`` enters and leaves without running Python
-    code: ``__enter__`` and ``__exit__`` are the lock's own C methods.
-
-    threading.Condition's are Python functions, and a KeyboardInterrupt
-    raised in one (between the lock's acquire and the ``with`` block, or
-    before the release) leaves the lock held for good (bpo-29988).  A task
-    future's lock is taken by the thread that waits on it (Ctrl-C lands
-    there) and by the pool's collector thread, which would then block on it
-    forever and leave every later future unresolved."""
-
-    __enter__ = property(operator.attrgetter("_lock.__enter__"))  # type: ignore[assignment]
-    __exit__ = property(operator.attrgetter("_lock.__exit__"))    # type: ignore[assignment]
-
-
 def _exception_from_info(info: tuple) -> BaseException:
     """The exception a worker raised, rebuilt here when possible (its
     ``__cause__`` carries the remote traceback), else ExecutionFailed."""
@@ -94,7 +81,7 @@ def _default_workers() -> int:
     return count or 1
 
 
-class _TaskFuture(Future):
+class _TaskFuture(GuardedFuture):
     """A Future whose cancel() also takes a queued task off the C queue
     (a running task cannot be cancelled)."""
 
@@ -102,13 +89,13 @@ class _TaskFuture(Future):
     unshareable = False             # its callable or arguments could not cross
 
     def __init__(self, pool: "InterpreterPoolExecutor", seq: int) -> None:
-        super().__init__()
-        self._condition = _InterruptSafeCondition()
+        super().__init__()           # its _condition: a Condition on an RLock
         self._pool = pool
         self._seq = seq
-        self._cancel_lock = threading.Lock()
+        self._cancel_lock = threading.RLock()
         self._cancel_notified = False
 
+    @gives_back(lambda self: (self._cancel_lock, self._condition._lock))
     def _cancel_and_notify(self) -> bool:
         """Future.cancel() plus the one notification of wait() and
         as_completed() waiters, done once even when the user's cancel() and
@@ -123,9 +110,10 @@ class _TaskFuture(Future):
             return True
 
     def result(self, timeout: float | None = None) -> Any:
-        if not self.done():
+        if self._state in _NOT_DONE:
             # Resolve whatever has finished here, in the waiting thread,
             # rather than wait for the collector thread to get the GIL.
+            # (A read without the lock: only a hint; result() decides.)
             self._pool._resolve_finished(0)
         return super().result(timeout)
 
@@ -251,20 +239,23 @@ class InterpreterPoolExecutor(Executor):
         self._ready: deque = deque()
         self._drain_lock = threading.RLock()
         self._seq = itertools.count(1)
-        self._shutdown_lock = threading.Lock()
+        self._shutdown_lock = threading.RLock()
         self._shutdown = False
         self._broken: BaseException | None = None
-        self._broken_lock = threading.Lock()
+        self._broken_lock = threading.RLock()
         name = prefix + "-collector"
         self._collector = threading.Thread(target=self._collect_loop, name=name, daemon=True)
-        self._collector.start()
+        start_thread(self._collector)
         if self._task_timeout is not None or self._warn_after is not None:
-            self._start_monitor()
+            call_uninterrupted(self._start_monitor)
         _live_pools.add(self)
 
     # ---- time limits, interrupts, hung workers ------------------------------
 
     def _start_monitor(self) -> None:
+        """Start the monitor thread once.  Called only through
+        call_uninterrupted (off the main thread), so Ctrl-C cannot land in
+        it: its lock needs no give-back guard."""
         with self._monitor_lock:
             if self._monitor is None:
                 name = self._collector.name[:-10]
@@ -278,7 +269,9 @@ class InterpreterPoolExecutor(Executor):
 
     def _note_interrupt(self, seq: int, why: str) -> None:
         self._interrupted.setdefault(seq, (time.monotonic(), why))
-        self._start_monitor()
+        # Often right after a Ctrl-C, where the next may land: the monitor is
+        # started (and recorded) where none can stop that half-way.
+        call_uninterrupted(self._start_monitor)
 
     def _monitor_loop(self) -> None:
         limits = [x for x in (self._task_timeout, self._warn_after, self._grace) if x]
@@ -367,6 +360,7 @@ class InterpreterPoolExecutor(Executor):
 
     # ---- results --------------------------------------------------------
 
+    @gives_back(lambda self: (self._broken_lock,))
     def _broken_error(self) -> BaseException:
         """The pool's BrokenInterpreterPool, made (and its cause logged as
         the stdlib pools log a failed initializer: "Exception in
@@ -402,6 +396,7 @@ class InterpreterPoolExecutor(Executor):
         self._drain_ready()
         return got != 0 or timeout is not None
 
+    @gives_back(lambda self: (self._drain_lock,))
     def _drain_ready(self) -> None:
         """Resolve the futures of the tasks in self._ready, oldest first.
 
@@ -411,9 +406,10 @@ class InterpreterPoolExecutor(Executor):
         resolved, so an interrupted drain leaves the rest -- the one being
         resolved included, which is then resolved again, harmlessly -- for
         the next drain, and nudges the collector thread to do it.  The lock
-        is an RLock taken by ``with`` (its C methods, no Python frame to be
-        interrupted in): a done-callback that calls result() drains again in
-        the same thread, so each drain pops only the task it resolved."""
+        is an RLock (gives_back lets go of it if Ctrl-C lands between its
+        acquire and the ``with`` block): a done-callback that calls result()
+        drains again in the same thread, so each drain pops only the task it
+        resolved."""
         ready = self._ready
         futures = self._futures
         try:
@@ -447,6 +443,7 @@ class InterpreterPoolExecutor(Executor):
 
     # ---- submitting -----------------------------------------------------
 
+    @gives_back(lambda self: (self._shutdown_lock,))
     def _queue(self, fut: _TaskFuture, submit: Callable[[int], None]) -> None:
         """Register fut under a new seq and queue its task with submit(seq).
         A task whose callable or arguments cannot cross does not raise:
@@ -584,6 +581,7 @@ class InterpreterPoolExecutor(Executor):
         out.append(failed)
         return out
 
+    @gives_back(lambda self: (self._shutdown_lock,))
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Refuse new tasks; with ``cancel_futures`` cancel the queued ones;
         with ``wait`` return when the workers have finished and exited.
@@ -648,7 +646,7 @@ class _ChunkPlanner:
 
 _live_pools: weakref.WeakSet = weakref.WeakSet()
 _default_pools: dict[int, InterpreterPoolExecutor] = {}
-_default_lock = threading.Lock()
+_default_lock = threading.RLock()
 
 
 def _shutdown_all() -> None:
@@ -672,12 +670,17 @@ def map(fn: Callable[..., Any], iterable: Iterable[Any], *, workers: int | None 
     """``InterpreterPoolExecutor().map(fn, iterable)`` over a default pool
     (one per worker count, created on first use, closed at exit);
     ``progress=True`` shows a progress bar as results arrive."""
-    n = workers or _default_workers()
+    pool = _default_pool(workers or _default_workers())
+    return pool.map(fn, iterable, chunksize=chunksize, progress=progress)
+
+
+@gives_back((_default_lock,))
+def _default_pool(n: int) -> InterpreterPoolExecutor:
     with _default_lock:
         pool = _default_pools.get(n)
         if pool is None or pool._shutdown:
             pool = _default_pools[n] = InterpreterPoolExecutor(n)
-    return pool.map(fn, iterable, chunksize=chunksize, progress=progress)
+        return pool
 
 
 if _core.get_current() == _core.get_main():

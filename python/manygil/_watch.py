@@ -15,6 +15,7 @@ from collections import deque
 from typing import Any, Callable, Iterable, TextIO
 
 from . import _core
+from ._guard import start_thread
 
 __all__ = ["configure", "dump_stacks", "format_stacks", "watchdog", "Watchdog", "HangReport"]
 
@@ -103,7 +104,7 @@ def _stacks_of(interp_id: int) -> str:
 
         t = threading.Thread(target=read, name="manygil-stacks", daemon=True)
         try:
-            t.start()
+            start_thread(t)
         except RuntimeError:                # no new threads at interpreter exit
             return "  (no stacks: the process is exiting)"
         t.join(DUMP_GIL_TIMEOUT)
@@ -217,7 +218,7 @@ class Reporter:
         self._queue: deque[HangReport] = deque()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        start_thread(self._thread)
 
     def put(self, report: HangReport) -> None:
         """Queue a report (dropped once closed)."""
@@ -275,7 +276,7 @@ class Watchdog:
         # stall the checks or stop().
         self._reporter = Reporter(on_hang, "manygil-watchdog-reports")
         self._thread = threading.Thread(target=self._run, name="manygil-watchdog", daemon=True)
-        self._thread.start()
+        start_thread(self._thread)
 
     def _run(self) -> None:
         interval = min(max(self.warn_after / 4, 0.02), 0.5)

@@ -17,6 +17,7 @@
 #include "py/host.h"
 #include "py/watch.h"
 #include "py/fork.h"
+#include "py/lockguard.h"
 #include "py/state.h"
 #include "py/awatch.h"
 #include "py/runsrc.h"
@@ -706,6 +707,7 @@ core_exec_module(PyObject *mod)
             || PyModule_AddFunctions(mod, mg__channel_functions) < 0
             || PyModule_AddFunctions(mod, mg__watch_functions) < 0
             || PyModule_AddFunctions(mod, mg__fork_functions) < 0
+            || PyModule_AddFunctions(mod, mg__lockguard_functions) < 0
             || PyModule_AddFunctions(mod, mg__pool_functions) < 0
             || PyModule_AddFunctions(mod, mg__awatch_functions) < 0
             || PyModule_AddFunctions(mod, mg__actor_functions) < 0

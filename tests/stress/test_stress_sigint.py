@@ -24,7 +24,7 @@ from _harness import (SCALE, Run, budget, check, child_env, kill_and_collect, pr
                       run_child, script)
 
 OPS = ["create", "close", "exec_short", "exec_long", "call_short", "call_long", "channel",
-       "queue", "pool_submit", "pool_map", "shared_buffer"]
+       "queue", "pool_submit", "pool_map", "shared_buffer", "actor_submit"]
 K = reps(8)
 HARD = 30.0             # seconds a child may live at most
 

@@ -159,3 +159,10 @@ def spin_slow_arg(seconds, arg):
     """spin; ``arg`` (a SlowPickle) ran Python code while it was decoded."""
     spin(seconds)
     return arg.value
+
+
+class Echo:
+    """An actor class for the sigint sweep: its method answers its argument."""
+
+    def echo(self, x):
+        return x

@@ -26,7 +26,7 @@ import time
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import manygil      # noqa: E402
-from _child import (buffer_touch, echo_channel, echo_queue, fail, ident, short, spin)
+from _child import (Echo, buffer_touch, echo_channel, echo_queue, fail, ident, short, spin)
 
 OPS = {}
 
@@ -257,8 +257,47 @@ class shared_buffer(_OneInterp):
             buf.release()
 
 
+@op
+class actor_submit(Op):
+    """submit() (a future, the reply collector's thread started and ended
+    again and again) and call() on a dedicated actor."""
+    reps = 800
+
+    def setup(self):
+        # No linger: the reply thread ends after every future, so each
+        # submit() starts it again -- the start is what a SIGINT must not break.
+        from manygil import _actors
+        _actors._get_collector().linger = 0.0
+        self.ref = manygil.spawn(Echo, dedicated=True)
+        if self.ref.echo(0) != 0:
+            fail("the actor does not answer")
+
+    def phase(self):
+        for k in range(self.reps):
+            if self.ref.echo.submit(k).result(timeout=30) != k:
+                fail("wrong actor result from submit()")
+            if self.ref.echo(k) != k:
+                fail("wrong actor result from a call")
+
+    def again(self):
+        futs = [self.ref.echo.submit(k) for k in range(5)]
+        if [f.result(timeout=30) for f in futs] != list(range(5)):
+            fail("the actor's replies do not come any more")
+
+    def cleanup(self):
+        self.ref.stop()
+
+
 def _tick():
     """A Python call: its entry checks for a pending signal handler."""
+
+
+def say(line):
+    """Write one protocol line with its newline in one write() call:
+    print() writes the text and the newline separately, and a SIGINT landing
+    between the two glued ``DONE 0.1333`` and ``KI`` into one line."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def main():
@@ -271,14 +310,14 @@ def main():
     the_op.setup()
     try:
         # READY inside the try: the signal may come as soon as it is written.
-        print("READY", flush=True)
+        say("READY")
         t0 = time.perf_counter()
         the_op.phase()
-        print(f"DONE {time.perf_counter() - t0:.4f}", flush=True)
+        say(f"DONE {time.perf_counter() - t0:.4f}")
         sys.stdin.readline()
         _tick()
     except KeyboardInterrupt:
-        print("KI", flush=True)
+        say("KI")
         sys.stdin.readline()
     the_op.again()
     print("AGAIN", flush=True)
