@@ -244,7 +244,7 @@ def test_plugin_with_a_task_time_limit_and_the_watchdog():
 # Up to 4 rounds of ~6 s each on a quiet machine; CI's two jobs on two cores
 # have made one round take a minute: the timeout is for a hang only.
 @pytest.mark.timeout(400)
-def test_speed_interpreters_against_the_same_worker_s_threads(client):
+def test_speed_interpreters_against_the_same_worker_s_threads(client, two_cores):
     """Same run, same worker: 4 CPU-bound tasks in its 2 interpreters
     against the same tasks forced onto its 2 threads (one GIL)."""
     from helpers.timing import assert_parallel

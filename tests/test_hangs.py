@@ -537,19 +537,28 @@ def test_pool_watchdog_option_reports_task():
 @pytest.mark.timeout(60)
 def test_dump_stacks_shows_loop_in_other_interpreter(capfd):
     with manygil.create() as it:
-        t = threading.Thread(target=it.call, args=(hf.hang_marker_spin, 1.5))
+        # Import the helper module first: on a sanitizer build the import alone can outlast a
+        # short sleep, and the dump would show _find_and_load instead of the loop.
+        assert it.call(hf.hang_marker_spin, 0) == "spun"
+        t = threading.Thread(target=it.call, args=(hf.hang_marker_spin, 3))
         t.start()
-        assert wait_for(lambda: it.is_running())
-        time.sleep(0.05)
-        buf = io.StringIO()
-        manygil.dump_stacks(buf)
-        text = buf.getvalue()
-        assert f"Interpreter {it.id}:" in text and "hang_marker_spin" in text
-        assert "Interpreter 0 (main):" in text
-        assert "test_dump_stacks_shows_loop_in_other_interpreter" in text
-        manygil.dump_stacks()
-        assert "hang_marker_spin" in capfd.readouterr().err
-        t.join(10)
+        try:
+            assert wait_for(lambda: it.is_running())
+            deadline = time.monotonic() + 2.5
+            while True:
+                buf = io.StringIO()
+                manygil.dump_stacks(buf)
+                text = buf.getvalue()
+                if "hang_marker_spin" in text or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert f"Interpreter {it.id}:" in text and "hang_marker_spin" in text, text
+            assert "Interpreter 0 (main):" in text
+            assert "test_dump_stacks_shows_loop_in_other_interpreter" in text
+            manygil.dump_stacks()
+            assert "hang_marker_spin" in capfd.readouterr().err
+        finally:
+            t.join(20)
 
 
 @pytest.mark.timeout(60)
@@ -559,7 +568,9 @@ def test_dump_stacks_shows_what_threads_wait_on():
         it.prepare_main(r=r)
         t = Runner(it, "v = r.recv(timeout=10)")
         t.start()
-        assert wait_for(lambda: len(waits()) >= 1)
+        # This interpreter's wait (an earlier test's actor workers wait on
+        # their inboxes too).
+        assert wait_for(lambda: any(w[0] == it.id for w in waits()))
         text = manygil.format_stacks()
         assert f"waits to receive on channel" in text and f"RecvChannel id {r.id}" in text
         s.send(1)
@@ -573,6 +584,7 @@ sys.path.insert(0, os.environ["TESTS_DIR"])
 from helpers import hang_funcs as hf
 signal.signal(signal.SIGUSR1, lambda *a: manygil.dump_stacks())
 it = manygil.create()
+it.call(hf.hang_marker_spin, 0)  # the import done first: slow on sanitizer builds
 t = threading.Thread(target=it.call, args=(hf.hang_marker_spin, 1.5)); t.start()
 time.sleep(0.3)
 os.kill(os.getpid(), signal.SIGUSR1)

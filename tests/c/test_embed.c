@@ -139,7 +139,8 @@ c_parallel_ratio(void)
 
 /* Two interpreters on two threads finish CPU-bound work in about the time
  * one takes (ratio measured in this run; skipped on one core, and when two
- * plain C threads cannot show parallelism either: the VM is busy). */
+ * plain C threads cannot show parallelism either: the VM is busy).
+ * measures: parallel (scripts/ctests.sh runs this program under the timing lock) */
 static void
 test_parallel_ratio(void)
 {
