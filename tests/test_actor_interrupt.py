@@ -6,6 +6,7 @@ import pytest
 
 import manygil
 from helpers import actor_funcs as af
+from helpers.actor_util import method_runs, wait_running
 
 WAIT = 30
 
@@ -17,19 +18,6 @@ def system():
     with manygil.ActorSystem(workers=1) as s:
         yield s
     assert s.stop(timeout=WAIT)
-
-
-def method_runs(ref):
-    """The activity records of ref's methods running now."""
-    return [r for r in manygil._core._activity()
-            if r[0] == "run" and r[4] == "actor" and r[5] == ref.id]
-
-
-def wait_running(ref, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while not method_runs(ref):
-        assert time.monotonic() < deadline, f"{ref} never started its method"
-        time.sleep(0.005)
 
 
 def spinning(system):

@@ -8,21 +8,34 @@ messages run one at a time, in the order they arrived.  A second channel,
 
 Messages (tuples; the first item is the kind):
     (CALL, aid, method, args, kwargs, reply)    reply None: a tell
-    (SPAWN, aid, cls, args, kwargs, reply, credits, label)
+    (SPAWN, aid, spec, reply)                   spec: see _actors._Spec.wire()
     (STOP, aid, reply)                          after the queued messages
     (JOIN, aid, reply)                          answered once aid stopped
     (EXIT,)                                     end the loop
-A reply is the send end of a channel of that one call.  Replies are (status, payload): OK value, ERR the exception's
-description (``_remote.describe``), STOPPED a message.  A message dropped
+A reply is the send end of a channel of that one call.  Replies are
+(status, payload): OK value, ERR the exception's description
+(``_remote.describe``), STOPPED a message, GONE a whole message (the actor
+was stopped, or its worker abandoned, by the system).  A message dropped
 unanswered (the loop ended first) drops its reply handle, which closes the
 caller's reply channel: the caller wakes with ActorStoppedError.
+
+Per actor, two channels of plain ids made by the system outlive a worker:
+its mailbox credits (``mailbox=N``) and its joiners' channel, where a JOIN's
+reply handle waits (in transit) until the actor stops; closing that channel
+drops the handles, which wakes the joiners.  When the system abandons a
+worker (a method stuck past its interrupt's grace period), a replacement
+serves the same inbox (``serve_adopted``): it restarts the actors spawned
+with ``restart=True`` and answers the others' messages GONE; the stuck
+loop, should its method ever return, ends without touching anything shared.
 """
 from __future__ import annotations
 
 import sys
 
 CALL, SPAWN, STOP, JOIN, EXIT = 0, 1, 2, 3, 4
-OK, ERR, STOPPED = 0, 1, 2
+OK, ERR, STOPPED, GONE = 0, 1, 2, 3
+# Reports to the system's control channel (ActorSystem._supervise).
+R_STOPPED, R_INTERRUPTED, R_EXIT = 0, 1, 2
 
 # What the worker is running now, for stack dumps and hang reports:
 # (label, method) or None.  Read by _actors.running() in this interpreter.
@@ -30,14 +43,16 @@ current: tuple | None = None
 
 
 class _Slot:
-    __slots__ = ("obj", "label", "credits", "dropped", "joiners")
+    __slots__ = ("obj", "label", "uid", "credits", "joins", "dropped")
 
-    def __init__(self, obj: object, label: str, credits: object) -> None:
+    def __init__(self, obj: object, label: str, uid: int, credits: object,
+                 joins: tuple) -> None:
         self.obj = obj
         self.label = label
+        self.uid = uid              # process-unique: the id of its method runs
         self.credits = credits      # (send id, recv id) of the mailbox's credits, or None
+        self.joins = joins          # (send id, recv id) of its joiners' channel
         self.dropped = False        # stop(drain=False) asked: fail what is queued
-        self.joiners: list = []
 
 
 def _answer(reply: object, status: int, payload: object) -> None:
@@ -74,19 +89,37 @@ def _take_credit(recv_id: int) -> None:
         pass
 
 
-def _close_credits(slot: _Slot) -> None:
-    """Close the mailbox bound's channel: senders waiting for room wake
-    with ChannelClosedError (ActorStoppedError for them)."""
-    if slot.credits is not None:
+def close_ids(ids: tuple | None) -> None:
+    """Close a channel of plain ids (both ends): for the mailbox's credits,
+    senders waiting for room wake with ChannelClosedError (ActorStoppedError
+    for them); for the joiners' channel, the reply handles in it drop and
+    every join() returns."""
+    if ids is not None:
         from . import _core
-        for end in slot.credits:
+        for end in ids:
             try:
                 _core._channel_close(end)
             except Exception:
                 pass
 
 
-def serve(boot: object, solo: bool) -> None:
+def _report(ctl: int, msg: tuple) -> None:
+    """Tell the system (its control channel); a stopped system is no error."""
+    from . import _core
+    try:
+        _core._channel_send(ctl, msg, 0)
+    except Exception:
+        pass
+
+
+def _slot_of(spec: tuple, invoke: object) -> _Slot:
+    """Run an actor's __init__ here (spec: _actors._Spec.wire())."""
+    aid, uid, cls, args, kwargs, label, credits, joins = spec
+    obj = invoke(label, uid, cls, None, tuple(args), kwargs or None, None)
+    return _Slot(obj, label, uid, credits, joins)
+
+
+def serve(boot: object, solo: bool, ctl: int) -> None:
     """The worker's entry: make the inbox here (so that only this
     interpreter holds its receive end: the deadlock detector takes the
     holders of that end as the ones who will answer a call), hand its send
@@ -97,29 +130,77 @@ def serve(boot: object, solo: bool) -> None:
     send_id = inbox_send.id
     boot.send((inbox_send, urgent_send))
     del boot, inbox_send, urgent_send
+    abandoned = True
     try:
-        run(inbox, urgent, solo)
+        abandoned = run(inbox, urgent, solo, ctl, {}, {})
     finally:
-        _core._channel_close(send_id)      # pinned: closes only by its id
+        if not abandoned:
+            _core._channel_close(send_id)      # pinned: closes only by its id
 
 
-def run(inbox: object, urgent: object, solo: bool = False) -> None:
+def serve_adopted(boot: object, solo: bool, ctl: int, inbox_id: int, urgent_id: int,
+                  restarts: list, gone: dict) -> None:
+    """The entry of a worker that replaces an abandoned one: serve the same
+    inbox and urgent channels (their receive ends by id), after running the
+    ``__init__`` of each actor to restart (specs, in spawn order).  An actor
+    whose __init__ now raises is stopped (reported on stderr).  ``boot`` is
+    not used (the system has the inbox's send ends already).  ``gone``:
+    aid -> the message the callers of the actors not restarted get."""
+    from . import _core
+    inbox = _core._channel_adopt(inbox_id + 1)
+    urgent = _core._channel_adopt(urgent_id + 1)
+    invoke = _core._actor_invoke
+    actors: dict[int, _Slot] = {}
+    for spec in restarts:
+        try:
+            actors[spec[0]] = _slot_of(spec, invoke)
+        except BaseException as e:
+            import traceback
+            text = "".join(traceback.format_exception(e))
+            sys.stderr.write(f"manygil: actor {spec[5]} could not be restarted, its "
+                             f"__init__ raised:\n{text}")
+            gone[spec[0]] = (f"actor {spec[5]} was stopped: its worker interpreter was "
+                             f"abandoned and its restart's __init__ raised {e!r}")
+            close_ids(spec[6])
+            close_ids(spec[7])
+            _report(ctl, (R_STOPPED, spec[0]))
+            del e
+    del boot, restarts
+    if solo and not actors:     # its one actor could not come back: it ends
+        _core._channel_close(inbox_id)
+        inbox.close()           # the queued messages drop: their callers wake
+        urgent.close()
+        return
+    abandoned = True
+    try:
+        abandoned = run(inbox, urgent, solo, ctl, actors, gone)
+    finally:
+        if not abandoned:
+            _core._channel_close(inbox_id)
+
+
+def run(inbox: object, urgent: object, solo: bool, ctl: int, actors: dict,
+        gone: dict) -> bool:
     """Serve the actors of this worker until an EXIT message (or the inbox
-    closes); a solo worker (``dedicated=True``) ends with its actor."""
+    closes); a solo worker (``dedicated=True``) ends with its actor.
+    ``actors``: aid -> _Slot of the actors already here; ``gone``: aid ->
+    message, actors stopped by the system.  Returns True when the system
+    abandoned this worker (then nothing shared was touched: a replacement
+    serves the inbox), False when it ended normally."""
     global current
     from . import _core
     from ._errors import ChannelClosedError
-    actors: dict[int, _Slot] = {}
     actors_get = actors.get
     invoke = _core._actor_invoke
     recv = inbox.recv
     urgent_get = urgent.recv_nowait
+    abandoned = False
     try:
         while True:
             try:
                 msg = recv()
             except ChannelClosedError:
-                return
+                return False
             u = urgent_get(None)
             while u is not None:
                 slot = actors.get(u)
@@ -132,7 +213,11 @@ def run(inbox: object, urgent: object, solo: bool = False) -> None:
                 slot = actors_get(aid)
                 if slot is None:
                     if reply is not None:
-                        _answer(reply, STOPPED, "the actor has stopped")
+                        why = gone.get(aid)
+                        if why is None:
+                            _answer(reply, STOPPED, "the actor has stopped")
+                        else:
+                            _answer(reply, GONE, why)
                     continue
                 if slot.credits is not None:
                     _take_credit(slot.credits[1])
@@ -146,9 +231,13 @@ def run(inbox: object, urgent: object, solo: bool = False) -> None:
                 try:
                     # A run of its own: the watchdog, dump_stacks and
                     # ActorRef.interrupt() see this actor's method.
-                    value = invoke(slot.label, aid, slot.obj, name, args, kw or None)
+                    value = invoke(slot.label, slot.uid, slot.obj, name, args, kw or None,
+                                   reply)
                 except BaseException as e:      # the actor goes on
                     current = None
+                    if type(e) is SystemExit and _abandoned(e):
+                        abandoned = True
+                        return True
                     if reply is not None:
                         _answer(reply, ERR, _describe(e))
                     else:
@@ -160,47 +249,60 @@ def run(inbox: object, urgent: object, solo: bool = False) -> None:
                     _answer(reply, OK, value)
                 del value, args, kw
             elif kind == SPAWN:
-                _, aid, cls, args, kwargs, reply, credits, label = msg
-                current = (label, "__init__")
+                _, aid, spec, reply = msg
+                if aid in actors:       # restarted before its SPAWN came (an abandonment)
+                    _answer(reply, OK, None)
+                    continue
+                current = (spec[5], "__init__")
                 try:
-                    obj = invoke(label, aid, cls, None, tuple(args), kwargs or None)
+                    actors[aid] = _slot_of(spec, invoke)
                 except BaseException as e:
                     current = None
+                    if type(e) is SystemExit and _abandoned(e):
+                        abandoned = True
+                        return True
                     _answer(reply, ERR, _describe(e))
                     del e
                     continue
                 current = None
-                actors[aid] = _Slot(obj, label, credits)
                 _answer(reply, OK, None)
             elif kind == STOP:
                 slot = actors.pop(msg[1], None)
                 if slot is not None:
-                    _close_credits(slot)
-                    for j in slot.joiners:
-                        _answer(j, OK, None)
-                    slot.joiners.clear()
+                    close_ids(slot.credits)
+                    close_ids(slot.joins)       # its joiners wake
                     del slot            # the instance goes now
+                    _report(ctl, (R_STOPPED, msg[1]))
                 if msg[2] is not None:
                     _answer(msg[2], OK, None)
                 if solo and not actors:
-                    return
+                    return False
             elif kind == JOIN:
                 slot = actors.get(msg[1])
                 if slot is None:
                     _answer(msg[2], OK, None)
                 else:
-                    slot.joiners.append(msg[2])
+                    try:                # it waits there until the actor stops
+                        _core._channel_send(slot.joins[0], msg[2], 0)
+                    except Exception:
+                        _answer(msg[2], OK, None)
             elif kind == EXIT:
-                return
+                return False
             del msg
     finally:
         current = None
-        for slot in actors.values():
-            _close_credits(slot)
-            for j in slot.joiners:
-                _answer(j, OK, None)
-        actors.clear()
-        inbox.close()
-        urgent.close()
+        if not abandoned:
+            for slot in actors.values():
+                close_ids(slot.credits)
+                close_ids(slot.joins)
+            actors.clear()
+            inbox.close()
+            urgent.close()
         from . import _actors
         _actors._collector_close()
+
+
+def _abandoned(e: BaseException) -> bool:
+    """e is the SystemExit _actor_invoke raises when the system abandoned
+    this worker while the method ran (a method's own SystemExit is not)."""
+    return e.args == ("manygil: this actor worker was abandoned",)

@@ -196,6 +196,27 @@ mg__waits_break(uint64_t serial, const char *why)
 }
 
 int
+mg__waits_give_up_run(uint64_t serial, const char *only, const char *what, mg__wait_t *copy)
+{
+    int found = 0;
+    mg__mutex_lock(&waits.mutex);
+    for (mg__wait_t *w = waits.head; w != NULL; w = w->next) {
+        if (w->serial == serial && w->kind == MG__ACT_RUN && !w->broken && w->what != NULL
+                && strcmp(w->what, only) == 0) {
+            w->broken = 1;
+            w->what = what;
+            *copy = *w;
+            copy->prev = copy->next = NULL;
+            copy->why = NULL;
+            found = 1;
+            break;
+        }
+    }
+    mg__mutex_unlock(&waits.mutex);
+    return found;
+}
+
+int
 mg__waits_present(uint64_t serial)
 {
     int found = 0;

@@ -27,18 +27,21 @@ typedef struct mg__wait {
     int64_t interp_id;
     unsigned long thread_ident;
     int64_t end_id;             /* waits: the channel end (or queue) waited on;
-                                 * actor method runs: the actor's id */
+                                 * actor method runs: the actor's process-unique id */
     int kind;                   /* MG__WAIT_* or MG__ACT_* */
     int forever;                /* waits: no deadline */
     int64_t since_ns;           /* monotonic */
     void *chan;                 /* waits: the mg__channel_t (the waiter holds a reference) */
     const char *what;           /* runs: "exec", "call", "task"... (static string) */
     uint64_t serial;            /* set by mg__waits_add: unique per record */
-    int broken;                 /* waits: set by the deadlock detector */
+    int broken;                 /* waits: set by the deadlock detector; runs: given up on
+                                 * (mg__waits_give_up_run) */
     char *why;                  /* waits: malloc'd message of a broken wait; the waiter frees */
     int quiet;                  /* runs inside a run of the same thread and interpreter
                                  * (an actor's method): adding or removing it does not
                                  * move the generation (nothing changes for deadlocks) */
+    int64_t reply_id;           /* actor method runs: the send end of the call's reply
+                                 * channel, or -1 (a tell, __init__) */
     char label[96];             /* runs: who runs what ("Counter#3.incr"), or "" */
     struct mg__wait *prev, *next;   /* guarded by the table's mutex */
 } mg__wait_t;
@@ -61,6 +64,14 @@ int mg__waits_snapshot(mg__wait_t **out, size_t *n, void (*ref_chan)(void *));
  * under it). */
 int mg__waits_break(uint64_t serial, const char *why);
 
+/* Give up on the run `serial` if it is a run named `only` (an actor method
+ * whose worker is abandoned): mark it broken, rename it `what` (static) and
+ * copy it into *copy; 1 if it was found (still running, not given up on
+ * before).  The run's thread
+ * reads `broken` after removing its record: whoever gets there first
+ * decides. */
+int mg__waits_give_up_run(uint64_t serial, const char *only, const char *what,
+                          mg__wait_t *copy);
 /* 1 if the wait `serial` is in the table and not broken, else 0.  Call with
  * the wait's channel mutex held for an answer that holds until released
  * (waiters enter and leave the table under it). */

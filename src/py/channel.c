@@ -917,6 +917,33 @@ fn_channel_close(PyObject *mod, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+int64_t
+mg__send_handle_end_id(PyObject *mod, PyObject *o)
+{
+    mg__state_t *st = PyModule_GetState(mod);
+    if (o == NULL || st == NULL || !Py_IS_TYPE(o, st->send_type))
+        return -1;
+    handle_t *h = (handle_t *)o;
+    return end_id(h->ch, h->end);
+}
+
+/* _channel_adopt(id) -> RecvChannel or SendChannel: a new handle, in this
+ * interpreter, of the channel end with plain id `id` (an actor worker that
+ * replaces an abandoned one serves the same inbox: it becomes one of the
+ * holders the deadlock detector sees). */
+static PyObject *
+fn_channel_adopt(PyObject *mod, PyObject *arg)
+{
+    mg__state_t *st = PyModule_GetState(mod);
+    mg__channel_t *ch;
+    int end;
+    if (resolve_id(arg, 0, &ch, &end) < 0)
+        return NULL;
+    PyObject *h = handle_new(end == MG__END_RECV ? st->recv_type : st->send_type, ch, end);
+    mg__channel_decref(ch);
+    return h;
+}
+
 static PyObject *
 fn_waits(PyObject *mod, PyObject *unused)
 {
@@ -960,6 +987,8 @@ PyMethodDef mg__channel_functions[] = {
     {"_channel_recv", (PyCFunction)(void (*)(void))fn_channel_recv, METH_VARARGS | METH_KEYWORDS,
      "_channel_recv(id, timeout=None)\n--\n\n"},
     {"_channel_close", fn_channel_close, METH_O, "_channel_close(id)\n--\n\n"},
+    {"_channel_adopt", fn_channel_adopt, METH_O,
+     "_channel_adopt(id)\n--\n\nA handle in this interpreter of the channel end with plain id id."},
     {"_waits", fn_waits, METH_NOARGS,
      "_waits()\n--\n\nThe blocked waits: [(interp_id, thread_ident, end_id, kind, since_ns)]."},
     {NULL, NULL, 0, NULL},

@@ -27,6 +27,10 @@ int mg__pool_type_add(PyObject *m, mg__state_t *st);
 /* Create the SharedBuffer type into st and add it to module m.  0 or -1. */
 int mg__shbuf_type_add(PyObject *m, mg__state_t *st);
 
+/* The end id of SendChannel handle o (a handle of module mod's type), or
+ * -1 when o is not one.  No exception is set. */
+int64_t mg__send_handle_end_id(PyObject *mod, PyObject *o);
+
 /* The module-level functions of the channel layer (NULL-terminated). */
 extern PyMethodDef mg__channel_functions[];
 extern PyMethodDef mg__pool_functions[];

@@ -63,6 +63,14 @@ class Faulty:
         return self.calls
 
 
+class Collector:
+    """Runs the garbage collector of the interpreter it lives in."""
+
+    def collect(self):
+        import gc
+        return gc.collect()
+
+
 class Sleeper:
     def sleep(self, s):
         time.sleep(s)
@@ -187,3 +195,35 @@ class Spinner:
 def interrupt_ref(ref):
     """From another interpreter: interrupt the actor's running method."""
     return ref.interrupt()
+
+
+class Blocker:
+    """For tests/test_actor_abandon.py: state set by __init__, and methods
+    stuck in C code that an interrupt cannot stop."""
+
+    def __init__(self, start=0, flag=None):
+        # flag: a path; the first __init__ creates it, a second one (a
+        # restart) raises -- a restart that fails.
+        if flag is not None:
+            import os
+            if os.path.exists(flag):
+                raise RuntimeError("no second __init__")
+            open(flag, "w").close()
+        self.n = start
+
+    def incr(self):
+        self.n += 1
+        return self.n
+
+    def read_fd(self, fd):
+        """Blocks in os.read until the test writes to the pipe."""
+        import os
+        return os.read(fd, 1)
+
+    def sleep(self, seconds):
+        time.sleep(seconds)
+        return "slept"
+
+
+def incr_blocker(ref):
+    return ref.incr()

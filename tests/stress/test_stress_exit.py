@@ -31,6 +31,7 @@ PLAIN_CASES = [
     "pool_starting_nowait",         # ... and shutdown(wait=False)
     "watchdog_on_hang_blocks",      # on_hang = lambda r: time.sleep(100), then .stop()
     "actors_busy",                  # an actor system open: a method running, tells queued, a submit pending
+    "actors_interrupted",           # ref.interrupt() just sent: one actor spinning in Python, one asleep in C
 ]
 
 RUNS = reps(2)

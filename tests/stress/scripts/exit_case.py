@@ -106,6 +106,23 @@ def actors_busy():
     globals()["_pending"] = (log, log.items_.submit())
 
 
+@case
+def actors_interrupted():
+    """Exit just after ActorRef.interrupt(): one actor's method spinning in
+    Python (the interrupt lands as the program ends), another's asleep in C
+    (it cannot land: that interpreter is ended without waiting), each on a
+    worker of its own, a submit() pending on each."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    from helpers import actor_funcs as af          # tests/helpers, importable by reference
+    system = manygil.ActorSystem(workers=2)
+    spinner = manygil.spawn(af.Spinner, system=system)
+    sleeper = manygil.spawn(af.Sleeper, system=system)
+    futs = (spinner.spin.submit(60), sleeper.sleep.submit(3600))
+    for ref in (spinner, sleeper):
+        wait_until(ref.interrupt, 30, f"{ref} to start its method")     # True once it runs
+    globals()["_pending"] = (system, futs)
+
+
 # ---- pools -------------------------------------------------------------------
 
 @case
