@@ -36,30 +36,34 @@ def rss():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def measure(op, reps=REPS, warmup=50, check_rss=True, settle=0.0):
+def measure(op, reps=REPS, warmup=50, check_rss=True, settle=0.0, collect=gc.collect,
+            slack=SLACK_REFS):
     """Run op() warmup times, then reps times; assert no references (nor
     memory) were kept.  Caches that fill up once (CPython's and ours) may
     still grow in the first half; the second half must keep nothing.
     ``settle``: seconds to wait before each reading, for ops that start
     threads (a joined thread's states are deleted by its exit hooks just
-    after join() returns)."""
+    after join() returns).  ``collect``: run before each reading (to also
+    collect another interpreter's garbage: the total counts every one).
+    ``slack``: references the second half may keep (a leak of one per
+    operation keeps reps / 2)."""
     for _ in range(warmup):
         op()
     time.sleep(settle)
-    gc.collect()
+    collect()
     refs0, rss0 = sys.gettotalrefcount(), rss()
     for _ in range(reps // 2):
         op()
     time.sleep(settle)
-    gc.collect()
+    collect()
     refs1 = sys.gettotalrefcount()
     for _ in range(reps - reps // 2):
         op()
     time.sleep(settle)
-    gc.collect()
+    collect()
     drefs, drss = sys.gettotalrefcount() - refs0, rss() - rss0
     second = sys.gettotalrefcount() - refs1
-    assert second < SLACK_REFS and drefs < 4 * SLACK_REFS, (
+    assert second < slack and drefs < 4 * slack, (
         f"{drefs} references kept over {reps} repetitions ({second} in the second half)")
     if check_rss and not os.environ.get("MANYGIL_SANITIZER"):
         assert drss < SLACK_RSS, f"RSS grew {drss / 2**20:.1f} MiB over {reps} repetitions"
@@ -202,20 +206,134 @@ def test_deadlock_detection():
 
 @pytest.mark.timeout(900)
 def test_interrupts():
+    """interrupt() of a spinning exec, many times: nothing kept.  One thread
+    runs every exec (a thread per operation would add its own teardown,
+    which finishes after join() returns, to what is measured)."""
+    import queue
+    jobs, results = queue.Queue(), queue.Queue()
     with manygil.create() as it:
+        def serve():
+            while jobs.get() is not None:
+                results.put(exec_error(it, "while True: pass"))
+        th = threading.Thread(target=serve, daemon=True)
+        th.start()
+
         def op():
-            out = []
-            th = threading.Thread(target=lambda: out.append(exec_error(it, "while True: pass")),
-                                  daemon=True)
-            th.start()
+            jobs.put(1)
             deadline = time.monotonic() + 30 * TIMEOUT_SCALE
             while it.interrupt() == 0 and time.monotonic() < deadline:
                 time.sleep(0.0005)
-            th.join(10 * TIMEOUT_SCALE)
-            ran_on = th.is_alive()
-            while th.is_alive() and time.monotonic() < deadline:   # never leave it spinning
+            try:
+                out = results.get(timeout=10 * TIMEOUT_SCALE)
+            except queue.Empty:
+                out = None
+            while out is None and time.monotonic() < deadline:   # never leave it spinning
                 it.interrupt()
-                th.join(0.05)
-            assert not ran_on, "interrupt() reached the thread but its code ran on"
-            assert out == ["KeyboardInterrupt"], out
-        measure(op, reps=REPS // 4, settle=0.3)
+                try:
+                    out = results.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            assert out == "KeyboardInterrupt", "interrupt() reached the thread but its code ran on"
+
+        def collect():
+            gc.collect()
+            it.exec("import gc; gc.collect()")  # its garbage counts in the total too
+        # The count settles slowly, like a cache that fills at random (on
+        # 3.15-dbg, rounds of 125 interrupts kept 126, 69, 20, 44, 13, 21,
+        # 15, 17, 6 references; no Python object is left over in either
+        # interpreter: the blocks are allocated inside the interrupted exec,
+        # by CPython).  Hence the long warm-up, and a second half of 250
+        # with a slack of 125: half of what a leak of one per operation keeps.
+        try:
+            measure(op, reps=REPS // 2, warmup=800, settle=0.3, collect=collect,
+                    slack=125)
+        finally:
+            jobs.put(None)
+            th.join(30)
+
+
+def _actor_measure(system, op, warmup, slack=SLACK_REFS):
+    """measure(op) that also collects the garbage of system's worker
+    interpreter before each reading (the total counts every interpreter's,
+    and that one's collector runs on its own schedule)."""
+    from helpers import actor_funcs as af
+    cleaner = manygil.spawn(af.Collector, system=system)
+
+    def collect():
+        gc.collect()
+        cleaner.collect()
+    measure(op, warmup=warmup, collect=collect, slack=slack)
+
+
+@pytest.mark.timeout(900)
+def test_actor_calls_submit_tell_and_refusal():
+    """Every way of messaging an actor and a stopped actor's refusal:
+    nothing kept, here or in the worker interpreter."""
+    import pickle
+    from helpers import actor_funcs as af
+    from manygil import _core
+    with manygil.ActorSystem(workers=1) as system:
+        counter = manygil.spawn(af.Counter, 0, system=system)
+        gone = manygil.spawn(af.Counter, system=system)
+        gone.stop()
+        assert gone.join(timeout=30 * TIMEOUT_SCALE)
+        stale = pickle.loads(pickle.dumps(gone))    # not marked stopped: the worker refuses
+        # A future kept pending all along keeps submit()'s reply thread alive
+        # (it ends a second after the last one resolves, and starts again
+        # with the next: a thread more or less at a reading is ~100 refs).
+        gate_send, gate_recv = _core._channel_ids()
+        holder = manygil.spawn(af.Sleeper, system=system, dedicated=True)
+        held = holder.block_on.submit(gate_recv)
+
+        def op():
+            counter.incr(2)
+            assert counter.incr.submit(k=1).result(60) > 0
+            counter.incr.tell(3)
+            with pytest.raises(manygil.ActorStoppedError):
+                gone.get()
+            with pytest.raises(manygil.ActorStoppedError):
+                stale.get()
+            assert counter.get(timeout=60) > 0      # the tell has run before this answer
+        try:
+            _actor_measure(system, op, warmup=200)
+        finally:
+            _core._channel_send(gate_send, "go")
+            assert held.result(60) == "go"
+            holder.stop()
+            _core._channel_close(gate_send)
+            _core._channel_close(gate_recv)
+
+
+@pytest.mark.timeout(900)
+def test_actor_method_that_raises():
+    """A raising method: the exception rebuilt here, the actor going on."""
+    from helpers import actor_funcs as af
+    with manygil.ActorSystem(workers=1) as system:
+        faulty = manygil.spawn(af.Faulty, system=system)
+
+        def op():
+            with pytest.raises(KeyError):
+                faulty.fail("boom")
+        # Its round trip settles slowly (on 3.15-dbg, runs of 600 kept 95,
+        # 38, 12, 12, -8 references in a row, and once 55 after a warm-up of
+        # 4,000: bounded, cause not traced), hence the long warm-up and a
+        # slack of 200 -- still far below the 500 a leak per call keeps.
+        _actor_measure(system, op, warmup=4000, slack=200)
+
+
+@pytest.mark.timeout(900)
+def test_actor_spawn_and_stop():
+    """Actors spawned and stopped on a running worker: each instance, its
+    slot and its refs go."""
+    from helpers import actor_funcs as af
+    with manygil.ActorSystem(workers=1) as system:
+        def op():
+            ref = manygil.spawn(af.Log, system=system, mailbox=4)
+            ref.add(("item", 1))
+            assert ref.items_() == [("item", 1)]
+            ref.stop()
+            assert ref.join(timeout=30 * TIMEOUT_SCALE)
+        # The count settles only after ~1,500 spawns (on 3.15-dbg: 591, 14,
+        # then 2 references over successive runs of 600; bounded, its cause
+        # not traced), hence the long warm-up.
+        measure(op, warmup=1500)
