@@ -19,6 +19,13 @@ was stopped, or its worker abandoned, by the system).  A message dropped
 unanswered (the loop ended first) drops its reply handle, which closes the
 caller's reply channel: the caller wakes with ActorStoppedError.
 
+Tells are the throughput path: ``_core._actor_next`` receives and runs them
+in C, one after the other, for as long as tells to actors whose slot allows
+it (``_Slot.fast``) come, and hands any other message to the loop here --
+also a message that arrives while ``urgent`` has items, so that those are
+read first.  Each tell is still a method run of its own, one message taken
+from the inbox at a time (nothing is held back if the worker is abandoned).
+
 Per actor, two channels of plain ids made by the system outlive a worker:
 its mailbox credits (``mailbox=N``) and its joiners' channel, where a JOIN's
 reply handle waits (in transit) until the actor stops; closing that channel
@@ -33,17 +40,15 @@ from __future__ import annotations
 import sys
 
 CALL, SPAWN, STOP, JOIN, EXIT = 0, 1, 2, 3, 4
+# What _core._actor_next returns for a tell whose method raised:
+# (TELL_RAISED, label, method, exception).  Not a message kind.
+TELL_RAISED = 5
 OK, ERR, STOPPED, GONE = 0, 1, 2, 3
 # Reports to the system's control channel (ActorSystem._supervise).
 R_STOPPED, R_INTERRUPTED, R_EXIT = 0, 1, 2
 
-# What the worker is running now, for stack dumps and hang reports:
-# (label, method) or None.  Read by _actors.running() in this interpreter.
-current: tuple | None = None
-
-
 class _Slot:
-    __slots__ = ("obj", "label", "uid", "credits", "joins", "dropped")
+    __slots__ = ("obj", "label", "uid", "credits", "joins", "dropped", "fast")
 
     def __init__(self, obj: object, label: str, uid: int, credits: object,
                  joins: tuple) -> None:
@@ -53,6 +58,9 @@ class _Slot:
         self.credits = credits      # (send id, recv id) of the mailbox's credits, or None
         self.joins = joins          # (send id, recv id) of its joiners' channel
         self.dropped = False        # stop(drain=False) asked: fail what is queued
+        # (label, uid, obj) while its tells may run in _core._actor_next
+        # without coming back to the loop: no credits to take, not dropped.
+        self.fast = (label, uid, obj) if credits is None else None
 
 
 def _answer(reply: object, status: int, payload: object) -> None:
@@ -187,18 +195,17 @@ def run(inbox: object, urgent: object, solo: bool, ctl: int, actors: dict,
     message, actors stopped by the system.  Returns True when the system
     abandoned this worker (then nothing shared was touched: a replacement
     serves the inbox), False when it ended normally."""
-    global current
     from . import _core
     from ._errors import ChannelClosedError
     actors_get = actors.get
     invoke = _core._actor_invoke
-    recv = inbox.recv
+    next_msg = _core._actor_next        # runs the tells itself: the fast path
     urgent_get = urgent.recv_nowait
     abandoned = False
     try:
         while True:
             try:
-                msg = recv()
+                msg = next_msg(inbox, urgent, actors)
             except ChannelClosedError:
                 return False
             u = urgent_get(None)
@@ -206,8 +213,17 @@ def run(inbox: object, urgent: object, solo: bool, ctl: int, actors: dict,
                 slot = actors.get(u)
                 if slot is not None:
                     slot.dropped = True
+                    slot.fast = None
                 u = urgent_get(None)
             kind = msg[0]
+            if kind == TELL_RAISED:
+                e = msg[3]
+                if type(e) is SystemExit and _abandoned(e):
+                    abandoned = True
+                    return True
+                _report_tell_failure(msg[1], msg[2], e)
+                del e, msg
+                continue
             if kind == CALL:
                 _, aid, name, args, kw, reply = msg
                 slot = actors_get(aid)
@@ -227,14 +243,12 @@ def run(inbox: object, urgent: object, solo: bool, ctl: int, actors: dict,
                                 f"actor {slot.label} was stopped without drain "
                                 "(stop(drain=False)) before this message ran")
                     continue
-                current = (slot.label, name)
                 try:
                     # A run of its own: the watchdog, dump_stacks and
                     # ActorRef.interrupt() see this actor's method.
                     value = invoke(slot.label, slot.uid, slot.obj, name, args, kw or None,
                                    reply)
                 except BaseException as e:      # the actor goes on
-                    current = None
                     if type(e) is SystemExit and _abandoned(e):
                         abandoned = True
                         return True
@@ -244,7 +258,6 @@ def run(inbox: object, urgent: object, solo: bool, ctl: int, actors: dict,
                         _report_tell_failure(slot.label, name, e)
                     del e
                     continue
-                current = None
                 if reply is not None:
                     _answer(reply, OK, value)
                 del value, args, kw
@@ -253,18 +266,15 @@ def run(inbox: object, urgent: object, solo: bool, ctl: int, actors: dict,
                 if aid in actors:       # restarted before its SPAWN came (an abandonment)
                     _answer(reply, OK, None)
                     continue
-                current = (spec[5], "__init__")
                 try:
                     actors[aid] = _slot_of(spec, invoke)
                 except BaseException as e:
-                    current = None
                     if type(e) is SystemExit and _abandoned(e):
                         abandoned = True
                         return True
                     _answer(reply, ERR, _describe(e))
                     del e
                     continue
-                current = None
                 _answer(reply, OK, None)
             elif kind == STOP:
                 slot = actors.pop(msg[1], None)
@@ -290,7 +300,6 @@ def run(inbox: object, urgent: object, solo: bool, ctl: int, actors: dict,
                 return False
             del msg
     finally:
-        current = None
         if not abandoned:
             for slot in actors.values():
                 close_ids(slot.credits)

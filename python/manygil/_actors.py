@@ -472,7 +472,7 @@ class _Method:
         ref = self.ref
         deadline = _deadline(timeout)
         # A reply channel the deadlock detector can follow into the inbox.
-        cur = _w.current
+        cur = _core._actor_current()
         who = f"actor {cur[0]} in {cur[1]}()" if cur is not None else "a caller"
         recv, send = _core._reply_channel(ref._inbox_id,
                                           f"{who} waits for actor {ref._label}.{self.name}()")
@@ -778,9 +778,11 @@ class ActorSystem:
                                     "started") from w.error
         if status == _w.ERR:
             raise _exception(payload)
+        # send_nowait: both channels are unbounded (never full), and it
+        # takes its one argument without parsing keywords (~60 ns a tell).
         return ActorRef(spec.aid, spec.label, inbox_id, urgent_id,
                         spec.credits[0] if spec.credits else None, spec.uid, self._ctl,
-                        inbox.send, urgent.send)
+                        inbox.send_nowait, urgent.send_nowait)
 
     # -- the supervisor: stopped actors, interrupts past their grace ----------
 

@@ -32,6 +32,13 @@
 #include "core/sync.h"
 #include "core/waits.h"
 
+/* Message kinds of manygil._actor_worker (CALL) and what _actor_next
+ * returns for a tell that raised (TELL_RAISED); the text of the SystemExit
+ * a method of an abandoned worker ends with (_actor_worker._abandoned). */
+#define MG__ACTOR_CALL 0
+#define MG__ACTOR_TELL_RAISED 5
+#define ABANDONED "manygil: this actor worker was abandoned"
+
 /* Append src[0:len] to dst (holding *n bytes, capacity cap, room kept for
  * the NUL); a cut never splits a UTF-8 character.  0, or -1 once full. */
 static int
@@ -63,35 +70,26 @@ put_label(char *dst, size_t cap, const char *label, Py_ssize_t llen, const char 
     dst[n] = '\0';
 }
 
-PyDoc_STRVAR(actor_invoke_doc,
-"_actor_invoke(label, aid, obj, name, args, kwargs, reply)\n--\n\n"
-"In an actor worker: return getattr(obj, name)(*args, **kwargs) -- or\n"
-"obj(*args, **kwargs) when name is None (the actor's __init__) -- as a run\n"
-"'actor' of the actor whose process-unique id is aid, labelled 'label.name'\n"
-"(the watchdog, dump_stacks and ActorRef.interrupt see it).  kwargs: a\n"
-"dict or None; reply: the call's reply SendChannel or None.  Raises\n"
-"SystemExit if the worker was abandoned (_actor_abandon) while the method\n"
-"ran.");
+/* The actor method this thread runs now, for _actor_current(): set by
+ * invoke() for the call's duration (the objects borrowed from its caller),
+ * the outer one restored after it. */
+typedef struct {
+    PyObject *label;        /* "Class#id" */
+    PyObject *name;         /* the method's name, or None for __init__ */
+} current_t;
 
+static __thread current_t *current_call;
+
+/* getattr(obj, name)(*fargs, **kwargs) -- obj(*fargs, **kwargs) when name is
+ * None -- as a run 'actor' of actor `aid` labelled "label.name", with its
+ * user-code window (interrupts land only there).  label, name (str or None),
+ * fargs (tuple), kwargs (dict or NULL) checked by the caller; reply: the
+ * call's reply SendChannel or NULL.  A new reference, or NULL with an
+ * exception: SystemExit (ABANDONED) if the worker was abandoned meanwhile. */
 static PyObject *
-fn_actor_invoke(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+invoke(PyObject *mod, PyObject *label, long long aid, PyObject *obj, PyObject *name,
+       PyObject *fargs, PyObject *kwargs, PyObject *reply)
 {
-    if (nargs != 7)
-        return PyErr_Format(PyExc_TypeError, "_actor_invoke() takes 7 arguments (%zd given)",
-                            nargs);
-    PyObject *label = args[0], *obj = args[2], *name = args[3], *fargs = args[4],
-             *kwargs = args[5];
-    if (!PyUnicode_Check(label))
-        return PyErr_Format(PyExc_TypeError, "_actor_invoke(): label must be a str");
-    long long aid = PyLong_AsLongLong(args[1]);
-    if (aid == -1 && PyErr_Occurred())
-        return NULL;
-    if (name != Py_None && !PyUnicode_Check(name))
-        return PyErr_Format(PyExc_TypeError, "_actor_invoke(): name must be a str or None");
-    if (!PyTuple_Check(fargs))
-        return PyErr_Format(PyExc_TypeError, "_actor_invoke(): args must be a tuple");
-    if (kwargs != Py_None && !PyDict_Check(kwargs))
-        return PyErr_Format(PyExc_TypeError, "_actor_invoke(): kwargs must be a dict or None");
     Py_ssize_t llen, nlen = 0;
     const char *ls = PyUnicode_AsUTF8AndSize(label, &llen);
     const char *ns = name == Py_None ? "__init__" : PyUnicode_AsUTF8AndSize(name, &nlen);
@@ -110,7 +108,7 @@ fn_actor_invoke(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         .end_id = aid,
         .quiet = 1,
         .since_ns = mg__monotonic_ns(),
-        .reply_id = mg__send_handle_end_id(mod, args[6]),
+        .reply_id = reply == NULL ? -1 : mg__send_handle_end_id(mod, reply),
     };
     put_label(run.label, sizeof run.label, ls, llen, ns, nlen);
     mg__waits_add(&run);
@@ -119,19 +117,190 @@ fn_actor_invoke(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         .interp_id = run.interp_id,
         .thread_ident = run.thread_ident,
     };
+    current_t cur = {label, name}, *outer = current_call;
+    current_call = &cur;
     PyObject *res = NULL;
     if (mg__irq_user_code_enter(&uc) == 0)      /* interrupts land only here */
-        res = PyObject_Call(fn, fargs, kwargs == Py_None ? NULL : kwargs);
+        res = PyObject_Call(fn, fargs, kwargs);
     mg__irq_user_code_leave_run(&uc, 1);
+    current_call = outer;
     mg__waits_remove(&run);
     Py_DECREF(fn);
     if (run.broken) {           /* abandoned meanwhile: the system answered the call */
         Py_XDECREF(res);
         PyErr_Clear();
-        PyErr_SetString(PyExc_SystemExit, "manygil: this actor worker was abandoned");
+        PyErr_SetString(PyExc_SystemExit, ABANDONED);
         return NULL;
     }
     return res;
+}
+
+/* _actor_invoke's checks of name, args and kwargs: 0, or -1 with TypeError. */
+static int
+check_call(PyObject *name, PyObject *fargs, PyObject *kwargs, const char *fn)
+{
+    if (name != Py_None && !PyUnicode_Check(name)) {
+        PyErr_Format(PyExc_TypeError, "%s(): name must be a str or None", fn);
+        return -1;
+    }
+    if (!PyTuple_Check(fargs)) {
+        PyErr_Format(PyExc_TypeError, "%s(): args must be a tuple", fn);
+        return -1;
+    }
+    if (kwargs != Py_None && !PyDict_Check(kwargs)) {
+        PyErr_Format(PyExc_TypeError, "%s(): kwargs must be a dict or None", fn);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(actor_invoke_doc,
+"_actor_invoke(label, aid, obj, name, args, kwargs, reply)\n--\n\n"
+"In an actor worker: return getattr(obj, name)(*args, **kwargs) -- or\n"
+"obj(*args, **kwargs) when name is None (the actor's __init__) -- as a run\n"
+"'actor' of the actor whose process-unique id is aid, labelled 'label.name'\n"
+"(the watchdog, dump_stacks and ActorRef.interrupt see it).  kwargs: a\n"
+"dict or None; reply: the call's reply SendChannel or None.  Raises\n"
+"SystemExit if the worker was abandoned (_actor_abandon) while the method\n"
+"ran.");
+
+static PyObject *
+fn_actor_invoke(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7)
+        return PyErr_Format(PyExc_TypeError, "_actor_invoke() takes 7 arguments (%zd given)",
+                            nargs);
+    if (!PyUnicode_Check(args[0]))
+        return PyErr_Format(PyExc_TypeError, "_actor_invoke(): label must be a str");
+    long long aid = PyLong_AsLongLong(args[1]);
+    if (aid == -1 && PyErr_Occurred())
+        return NULL;
+    if (check_call(args[3], args[4], args[5], "_actor_invoke") < 0)
+        return NULL;
+    return invoke(mod, args[0], aid, args[2], args[3], args[4],
+                  args[5] == Py_None ? NULL : args[5], args[6] == Py_None ? NULL : args[6]);
+}
+
+/* msg's (label, aid, obj, name, args, kwargs) when it is a tell -- (CALL,
+ * aid, name, args, kwargs, None) -- to an actor of `actors` whose slot's
+ * `fast` is (label, aid, obj): 1, with *fast a new reference; 0 when it is
+ * another message (the Python loop takes it); -1 with an exception. */
+static int
+fast_tell(PyObject *msg, PyObject *actors, PyObject *fast_attr, PyObject **fast)
+{
+    *fast = NULL;
+    if (!PyTuple_CheckExact(msg) || PyTuple_GET_SIZE(msg) != 6
+            || PyTuple_GET_ITEM(msg, 5) != Py_None)
+        return 0;
+    PyObject *kind = PyTuple_GET_ITEM(msg, 0);
+    if (!PyLong_CheckExact(kind))
+        return 0;
+    int overflow;
+    if (PyLong_AsLongAndOverflow(kind, &overflow) != MG__ACTOR_CALL || overflow)
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *name = PyTuple_GET_ITEM(msg, 2);
+    PyObject *kw = PyTuple_GET_ITEM(msg, 4);
+    if (!PyUnicode_CheckExact(name) || !PyTuple_CheckExact(PyTuple_GET_ITEM(msg, 3))
+            || (kw != Py_None && !PyDict_CheckExact(kw)))
+        return 0;
+    PyObject *slot = PyDict_GetItemWithError(actors, PyTuple_GET_ITEM(msg, 1));
+    if (slot == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    Py_INCREF(slot);
+    PyObject *f = PyObject_GetAttr(slot, fast_attr);
+    Py_DECREF(slot);
+    if (f == NULL)
+        return -1;
+    if (!PyTuple_CheckExact(f) || PyTuple_GET_SIZE(f) != 3
+            || !PyUnicode_Check(PyTuple_GET_ITEM(f, 0))) {
+        Py_DECREF(f);
+        return 0;
+    }
+    *fast = f;
+    return 1;
+}
+
+PyDoc_STRVAR(actor_next_doc,
+"_actor_next(inbox, urgent, actors)\n--\n\n"
+"In an actor worker's loop: receive from inbox (waiting as long as it\n"
+"takes) and run every tell -- (CALL, aid, name, args, kwargs, None) -- to an\n"
+"actor whose slot in `actors` (aid -> _Slot) has `fast` = (label, aid,\n"
+"obj), as _actor_invoke would, until another message comes: return it.\n"
+"Returns it also when `urgent` has an item (the loop reads it first).  A\n"
+"tell whose method raises returns (TELL_RAISED, label, name, exception).\n"
+"ChannelClosedError once the inbox is closed and drained.");
+
+static PyObject *
+fn_actor_next(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3)
+        return PyErr_Format(PyExc_TypeError, "_actor_next() takes 3 arguments (%zd given)",
+                            nargs);
+    PyObject *inbox = args[0], *urgent = args[1], *actors = args[2];
+    if (!PyDict_Check(actors))
+        return PyErr_Format(PyExc_TypeError, "_actor_next(): actors must be a dict");
+    if (mg__recv_handle_pending(mod, urgent) < 0)     /* before taking a message */
+        return NULL;
+    PyObject *fast_attr = PyUnicode_InternFromString("fast");
+    if (fast_attr == NULL)
+        return NULL;
+    PyObject *out = NULL;
+    for (;;) {
+        PyObject *msg = mg__recv_handle_recv(mod, inbox);
+        if (msg == NULL)
+            break;
+        int pending = mg__recv_handle_pending(mod, urgent);
+        PyObject *fast = NULL;
+        /* Urgent items waiting: the Python loop reads them first.  Else a
+         * tell runs here (1) or another message goes to the loop (0). */
+        int rc = pending < 0 ? -1 : pending > 0 ? 0 : fast_tell(msg, actors, fast_attr, &fast);
+        if (rc <= 0) {
+            if (rc == 0)
+                out = msg;
+            else
+                Py_DECREF(msg);
+            break;
+        }
+        PyObject *kw = PyTuple_GET_ITEM(msg, 4);
+        long long aid = PyLong_AsLongLong(PyTuple_GET_ITEM(fast, 1));
+        PyObject *res = aid == -1 && PyErr_Occurred() ? NULL
+            : invoke(mod, PyTuple_GET_ITEM(fast, 0), aid, PyTuple_GET_ITEM(fast, 2),
+                     PyTuple_GET_ITEM(msg, 2), PyTuple_GET_ITEM(msg, 3),
+                     kw == Py_None || PyDict_GET_SIZE(kw) == 0 ? NULL : kw, NULL);
+        if (res != NULL) {
+            Py_DECREF(res);
+            Py_DECREF(fast);
+            Py_DECREF(msg);
+            continue;
+        }
+        PyObject *exc = PyErr_GetRaisedException();
+        out = Py_BuildValue("(iOOO)", MG__ACTOR_TELL_RAISED, PyTuple_GET_ITEM(fast, 0),
+                            PyTuple_GET_ITEM(msg, 2), exc);
+        Py_DECREF(exc);
+        Py_DECREF(fast);
+        Py_DECREF(msg);
+        break;
+    }
+    Py_DECREF(fast_attr);
+    return out;
+}
+
+PyDoc_STRVAR(actor_current_doc,
+"_actor_current()\n--\n\n"
+"(label, method name) of the actor method this thread runs now -- name\n"
+"'__init__' while an actor is created -- or None.");
+
+static PyObject *
+fn_actor_current(PyObject *mod, PyObject *unused)
+{
+    (void)mod;
+    (void)unused;
+    current_t *cur = current_call;
+    if (cur == NULL)
+        Py_RETURN_NONE;
+    if (cur->name == Py_None)
+        return Py_BuildValue("(Os)", cur->label, "__init__");
+    return PyTuple_Pack(2, cur->label, cur->name);
 }
 
 PyDoc_STRVAR(actor_abandon_doc,
@@ -157,6 +326,9 @@ fn_actor_abandon(PyObject *mod, PyObject *arg)
 PyMethodDef mg__actor_functions[] = {
     {"_actor_invoke", (PyCFunction)(void (*)(void))fn_actor_invoke, METH_FASTCALL,
      actor_invoke_doc},
+    {"_actor_next", (PyCFunction)(void (*)(void))fn_actor_next, METH_FASTCALL,
+     actor_next_doc},
+    {"_actor_current", fn_actor_current, METH_NOARGS, actor_current_doc},
     {"_actor_abandon", fn_actor_abandon, METH_O, actor_abandon_doc},
     {NULL, NULL, 0, NULL},
 };

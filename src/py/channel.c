@@ -927,6 +927,32 @@ mg__send_handle_end_id(PyObject *mod, PyObject *o)
     return end_id(h->ch, h->end);
 }
 
+/* o as a RecvChannel handle of module mod's type, or NULL with TypeError. */
+static handle_t *
+as_recv_handle(PyObject *mod, PyObject *o)
+{
+    mg__state_t *st = PyModule_GetState(mod);
+    if (st == NULL || !Py_IS_TYPE(o, st->recv_type)) {
+        PyErr_Format(PyExc_TypeError, "expected a RecvChannel, not %.200s", Py_TYPE(o)->tp_name);
+        return NULL;
+    }
+    return (handle_t *)o;
+}
+
+PyObject *
+mg__recv_handle_recv(PyObject *mod, PyObject *o)
+{
+    handle_t *h = as_recv_handle(mod, o);
+    return h == NULL ? NULL : do_recv(h->ch, end_id(h->ch, h->end), -1, NULL, MG__CTX_DEFAULT);
+}
+
+int
+mg__recv_handle_pending(PyObject *mod, PyObject *o)
+{
+    handle_t *h = as_recv_handle(mod, o);
+    return h == NULL ? -1 : mg__channel_count(h->ch) > 0;
+}
+
 /* _channel_adopt(id) -> RecvChannel or SendChannel: a new handle, in this
  * interpreter, of the channel end with plain id `id` (an actor worker that
  * replaces an abandoned one serves the same inbox: it becomes one of the

@@ -31,6 +31,15 @@ int mg__shbuf_type_add(PyObject *m, mg__state_t *st);
  * -1 when o is not one.  No exception is set. */
 int64_t mg__send_handle_end_id(PyObject *mod, PyObject *o);
 
+/* The next item of RecvChannel handle o (of module mod's type), waiting as
+ * long as it takes, as o.recv() does; NULL with an exception
+ * (ChannelClosedError once closed and drained, TypeError for another o). */
+PyObject *mg__recv_handle_recv(PyObject *mod, PyObject *o);
+
+/* 1 if an item waits in RecvChannel handle o's channel, 0 if none does,
+ * -1 with TypeError for another o. */
+int mg__recv_handle_pending(PyObject *mod, PyObject *o);
+
 /* The module-level functions of the channel layer (NULL-terminated). */
 extern PyMethodDef mg__channel_functions[];
 extern PyMethodDef mg__pool_functions[];
