@@ -43,6 +43,8 @@ CALL, SPAWN, STOP, JOIN, EXIT = 0, 1, 2, 3, 4
 # What _core._actor_next returns for a tell whose method raised:
 # (TELL_RAISED, label, method, exception).  Not a message kind.
 TELL_RAISED = 5
+# ... and for a message that could not be decoded here: (UNDECODABLE, exception).
+UNDECODABLE = 6
 OK, ERR, STOPPED, GONE = 0, 1, 2, 3
 # Reports to the system's control channel (ActorSystem._supervise).
 R_STOPPED, R_INTERRUPTED, R_EXIT = 0, 1, 2
@@ -87,6 +89,14 @@ def _report_tell_failure(label: str, name: str, e: BaseException) -> None:
     import traceback
     text = "".join(traceback.format_exception(e))
     sys.stderr.write(f"manygil: actor {label}: {name}() sent with tell() raised:\n{text}")
+
+
+def _report_undecodable(e: BaseException) -> None:
+    import traceback
+    text = "".join(traceback.format_exception(e))
+    sys.stderr.write("manygil: an actor worker dropped a message it could not load (a class "
+                     "or an argument that cannot be rebuilt in its interpreter); its caller "
+                     f"gets ActorStoppedError:\n{text}")
 
 
 def _take_credit(recv_id: int) -> None:
@@ -216,6 +226,10 @@ def run(inbox: object, urgent: object, solo: bool, ctl: int, actors: dict,
                     slot.fast = None
                 u = urgent_get(None)
             kind = msg[0]
+            if kind == UNDECODABLE:     # the worker goes on: only that message is lost
+                _report_undecodable(msg[1])
+                del msg
+                continue
             if kind == TELL_RAISED:
                 e = msg[3]
                 if type(e) is SystemExit and _abandoned(e):

@@ -89,6 +89,14 @@ def _outcome(ref: "ActorRef", name: str, status: int, payload: Any) -> Any:
     raise ActorStoppedError(f"actor {ref._label}: {payload} ({name}() was not run)")
 
 
+def _unanswered(ref: "ActorRef", name: str) -> ActorStoppedError:
+    """The error of a call whose reply channel closed unanswered."""
+    return ActorStoppedError(
+        f"actor {ref._label} did not answer {name}(): it stopped first, or its worker "
+        "could not load the message (a class or an argument that cannot be rebuilt "
+        "there: the worker's stderr says why)")
+
+
 def _wait_reply(ref: "ActorRef", name: str, recv: Any, deadline: float | None,
                 timeout: float | None) -> Any:
     try:
@@ -97,8 +105,7 @@ def _wait_reply(ref: "ActorRef", name: str, recv: Any, deadline: float | None,
         raise TimeoutError(f"actor {ref._label}: no answer to {name}() within "
                            f"{timeout} s") from None
     except ChannelClosedError:
-        raise ActorStoppedError(f"actor {ref._label} stopped before answering "
-                                f"{name}()") from None
+        raise _unanswered(ref, name) from None
     return _outcome(ref, name, status, payload)
 
 
@@ -204,8 +211,7 @@ class _Collector:
         if not fut.set_running_or_notify_cancel():
             return
         if msg is None:
-            fut.set_exception(ActorStoppedError(f"actor {ref._label} stopped before "
-                                                f"answering {name}()"))
+            fut.set_exception(_unanswered(ref, name))
             return
         try:
             fut.set_result(_outcome(ref, name, msg[0], msg[1]))
@@ -528,8 +534,7 @@ class _Method:
             raise TimeoutError(f"actor {ref._label}: no answer to {self.name}() within "
                                f"{timeout} s") from None
         except ChannelClosedError:
-            raise ActorStoppedError(f"actor {ref._label} stopped before answering "
-                                    f"{self.name}()") from None
+            raise _unanswered(ref, self.name) from None
         return _outcome(ref, self.name, status, payload)
 
     def tell(self, *args: Any, timeout: float | None = None, **kwargs: Any) -> None:
@@ -774,6 +779,12 @@ class ActorSystem:
         try:
             status, payload = recv.recv()
         except ChannelClosedError:
+            if w.thread.is_alive():     # the worker dropped the message: see its stderr
+                raise ActorStoppedError(
+                    f"{self!r}: {spec.label} was not started: its worker could not load "
+                    "the class or its arguments (the worker's stderr says why; a class "
+                    "of a script must be defined where the script can be imported: "
+                    "protect its entry point with `if __name__ == \"__main__\":`)") from None
             raise ActorStoppedError(f"{self!r}: its worker ended before {spec.label} "
                                     "started") from w.error
         if status == _w.ERR:

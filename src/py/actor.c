@@ -37,6 +37,7 @@
  * a method of an abandoned worker ends with (_actor_worker._abandoned). */
 #define MG__ACTOR_CALL 0
 #define MG__ACTOR_TELL_RAISED 5
+#define MG__ACTOR_UNDECODABLE 6
 #define ABANDONED "manygil: this actor worker was abandoned"
 
 /* Append src[0:len] to dst (holding *n bytes, capacity cap, room kept for
@@ -227,8 +228,11 @@ PyDoc_STRVAR(actor_next_doc,
 "actor whose slot in `actors` (aid -> _Slot) has `fast` = (label, aid,\n"
 "obj), as _actor_invoke would, until another message comes: return it.\n"
 "Returns it also when `urgent` has an item (the loop reads it first).  A\n"
-"tell whose method raises returns (TELL_RAISED, label, name, exception).\n"
-"ChannelClosedError once the inbox is closed and drained.");
+"tell whose method raises returns (TELL_RAISED, label, name, exception); a\n"
+"message that cannot be decoded here (a class or argument that does not\n"
+"load in this interpreter) returns (UNDECODABLE, exception): it is gone,\n"
+"and so is the reply handle it carried.  ChannelClosedError once the inbox\n"
+"is closed and drained.");
 
 static PyObject *
 fn_actor_next(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
@@ -239,16 +243,24 @@ fn_actor_next(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     PyObject *inbox = args[0], *urgent = args[1], *actors = args[2];
     if (!PyDict_Check(actors))
         return PyErr_Format(PyExc_TypeError, "_actor_next(): actors must be a dict");
-    if (mg__recv_handle_pending(mod, urgent) < 0)     /* before taking a message */
+    if (mg__recv_handle_pending(mod, inbox) < 0         /* both checked before a */
+            || mg__recv_handle_pending(mod, urgent) < 0)  /* message is taken */
         return NULL;
     PyObject *fast_attr = PyUnicode_InternFromString("fast");
     if (fast_attr == NULL)
         return NULL;
     PyObject *out = NULL;
     for (;;) {
-        PyObject *msg = mg__recv_handle_recv(mod, inbox);
-        if (msg == NULL)
+        int undecodable;
+        PyObject *msg = mg__recv_handle_recv(mod, inbox, &undecodable);
+        if (msg == NULL) {
+            if (undecodable) {
+                PyObject *exc = PyErr_GetRaisedException();
+                out = Py_BuildValue("(iO)", MG__ACTOR_UNDECODABLE, exc);
+                Py_DECREF(exc);
+            }
             break;
+        }
         int pending = mg__recv_handle_pending(mod, urgent);
         PyObject *fast = NULL;
         /* Urgent items waiting: the Python loop reads them first.  Else a

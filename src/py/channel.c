@@ -940,10 +940,25 @@ as_recv_handle(PyObject *mod, PyObject *o)
 }
 
 PyObject *
-mg__recv_handle_recv(PyObject *mod, PyObject *o)
+mg__recv_handle_recv(PyObject *mod, PyObject *o, int *undecodable)
 {
+    *undecodable = 0;
     handle_t *h = as_recv_handle(mod, o);
-    return h == NULL ? NULL : do_recv(h->ch, end_id(h->ch, h->end), -1, NULL, MG__CTX_DEFAULT);
+    if (h == NULL)
+        return NULL;
+    if (mg__channel_inherited(h->ch))
+        return mg__raise_inherited();
+    int64_t id = end_id(h->ch, h->end);
+    mg__buf_t buf = MG__BUF_INIT;
+    int rc = blocking(0, h->ch, id, &buf, -1);
+    if (rc == -1)
+        return NULL;
+    if (rc)
+        return mg__raise_in(MG__CTX_DEFAULT, rc, "channel end %lld", (long long)id);
+    PyObject *res = mg__decode_consume(&buf);
+    mg__buf_free(&buf);
+    *undecodable = res == NULL;
+    return res;
 }
 
 int

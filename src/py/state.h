@@ -33,8 +33,10 @@ int64_t mg__send_handle_end_id(PyObject *mod, PyObject *o);
 
 /* The next item of RecvChannel handle o (of module mod's type), waiting as
  * long as it takes, as o.recv() does; NULL with an exception
- * (ChannelClosedError once closed and drained, TypeError for another o). */
-PyObject *mg__recv_handle_recv(PyObject *mod, PyObject *o);
+ * (ChannelClosedError once closed and drained, TypeError for another o).
+ * *undecodable = 1 when an item was taken but could not be decoded here
+ * (the exception is the decoder's; the item is gone), else 0. */
+PyObject *mg__recv_handle_recv(PyObject *mod, PyObject *o, int *undecodable);
 
 /* 1 if an item waits in RecvChannel handle o's channel, 0 if none does,
  * -1 with TypeError for another o. */

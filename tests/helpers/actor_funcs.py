@@ -227,3 +227,16 @@ class Blocker:
 
 def incr_blocker(ref):
     return ref.incr()
+
+
+def _refuse_rebuild():
+    raise RuntimeError("an Unloadable cannot be rebuilt")
+
+
+class Unloadable:
+    """Crosses as a pickle whose loading raises: a value the receiving
+    interpreter cannot load (as a class of a module that refuses to import
+    there would be)."""
+
+    def __reduce__(self):
+        return (_refuse_rebuild, ())
