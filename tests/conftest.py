@@ -91,6 +91,15 @@ def interp2():
         it.close()
 
 
+@pytest.fixture(scope="module")
+def one_worker_system():
+    """An actor system whose actors all share one worker interpreter (a
+    module's tests share it)."""
+    import manygil as mod
+    with mod.ActorSystem(workers=1) as s:
+        yield s
+
+
 # scripts/test.sh runs its jobs side by side, each in this checkout (the
 # Debian root's jobs see it at the same path): the timing tests of two jobs
 # measure one at a time, through a lock file in the logs folder.

@@ -12,15 +12,9 @@ WAIT = 30
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(scope="module")
-def system():
-    with manygil.ActorSystem(workers=1) as s:     # every actor on one worker
-        yield s
-
-
-def test_tells_and_calls_to_two_actors_keep_each_actor_s_order(system):
-    a = manygil.spawn(af.Log, system=system)
-    b = manygil.spawn(af.Log, system=system)
+def test_tells_and_calls_to_two_actors_keep_each_actor_s_order(one_worker_system):
+    a = manygil.spawn(af.Log, system=one_worker_system)
+    b = manygil.spawn(af.Log, system=one_worker_system)
     for i in range(2000):
         a.add.tell(("a", i))
         b.add.tell(item=("b", i))               # kwargs: the fast path too
@@ -30,8 +24,8 @@ def test_tells_and_calls_to_two_actors_keep_each_actor_s_order(system):
     assert b.items_() == [("b", i) for i in range(2000)]
 
 
-def test_a_raising_tell_in_a_stream_is_reported_and_the_stream_goes_on(system, capfd):
-    f = manygil.spawn(af.Faulty, system=system)
+def test_a_raising_tell_in_a_stream_is_reported_and_the_stream_goes_on(one_worker_system, capfd):
+    f = manygil.spawn(af.Faulty, system=one_worker_system)
     for i in range(300):
         if i % 100 == 50:
             f.fail.tell(f"boom{i}")
@@ -53,12 +47,12 @@ class Recorder:
         _core._channel_send(send_id, 1)
 
 
-def test_stop_without_drain_drops_the_tells_queued_behind_a_busy_worker(system):
+def test_stop_without_drain_drops_the_tells_queued_behind_a_busy_worker(one_worker_system):
     gate_send, gate_recv = _core._channel_ids()
     notes_send, notes_recv = _core._channel_ids()
-    blocker = manygil.spawn(af.Sleeper, system=system)
-    victim = manygil.spawn(Recorder, system=system)
-    other = manygil.spawn(af.Counter, system=system)
+    blocker = manygil.spawn(af.Sleeper, system=one_worker_system)
+    victim = manygil.spawn(Recorder, system=one_worker_system)
+    other = manygil.spawn(af.Counter, system=one_worker_system)
     try:
         victim.note(notes_send)                       # one before the worker blocks
         busy = blocker.block_on.submit(gate_recv)     # the worker waits on the gate,
@@ -98,11 +92,11 @@ class Asker:
         log.add.tell(_core._actor_current())
 
 
-def test_actor_current_names_the_method_running_here(system):
+def test_actor_current_names_the_method_running_here(one_worker_system):
     assert _core._actor_current() is None             # not in an actor method
-    ref = manygil.spawn(Asker, system=system)
+    ref = manygil.spawn(Asker, system=one_worker_system)
     assert ref.current() == (ref.label, "current")
-    log = manygil.spawn(af.Log, system=system)
+    log = manygil.spawn(af.Log, system=one_worker_system)
     ref.current_via_tell.tell(log)
     assert ref.current() == (ref.label, "current")    # after the tell ran
     assert log.items_() == [(ref.label, "current_via_tell")]

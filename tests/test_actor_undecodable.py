@@ -12,15 +12,9 @@ WAIT = 30
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(scope="module")
-def system():
-    with manygil.ActorSystem(workers=1) as s:     # every actor on one worker
-        yield s
-
-
-def test_a_call_whose_argument_cannot_load_fails_and_the_actor_goes_on(system, capfd):
-    log = manygil.spawn(af.Log, system=system)
-    other = manygil.spawn(af.Counter, system=system)
+def test_a_call_whose_argument_cannot_load_fails_and_the_actor_goes_on(one_worker_system, capfd):
+    log = manygil.spawn(af.Log, system=one_worker_system)
+    other = manygil.spawn(af.Counter, system=one_worker_system)
     log.add(1)
     with pytest.raises(manygil.ActorStoppedError, match="could not load the message"):
         log.add(af.Unloadable(), timeout=WAIT)
@@ -34,8 +28,8 @@ def test_a_call_whose_argument_cannot_load_fails_and_the_actor_goes_on(system, c
     assert "RuntimeError: an Unloadable cannot be rebuilt" in err
 
 
-def test_a_tell_whose_argument_cannot_load_is_dropped(system, capfd):
-    log = manygil.spawn(af.Log, system=system)
+def test_a_tell_whose_argument_cannot_load_is_dropped(one_worker_system, capfd):
+    log = manygil.spawn(af.Log, system=one_worker_system)
     log.add.tell("a")
     log.add.tell(af.Unloadable())
     log.add.tell("b")
@@ -43,11 +37,11 @@ def test_a_tell_whose_argument_cannot_load_is_dropped(system, capfd):
     assert "dropped a message it could not load" in capfd.readouterr().err
 
 
-def test_spawn_whose_argument_cannot_load_raises_and_the_system_goes_on(system, capfd):
+def test_spawn_whose_argument_cannot_load_raises_and_the_system_goes_on(one_worker_system, capfd):
     with pytest.raises(manygil.ActorStoppedError, match="was not started: its worker could "
                                                         "not load the class or its arguments"):
-        manygil.spawn(af.Counter, af.Unloadable(), system=system)
-    assert manygil.spawn(af.Counter, 5, system=system).incr() == 6
+        manygil.spawn(af.Counter, af.Unloadable(), system=one_worker_system)
+    assert manygil.spawn(af.Counter, 5, system=one_worker_system).incr() == 6
     assert "RuntimeError: an Unloadable cannot be rebuilt" in capfd.readouterr().err
 
 
