@@ -17,7 +17,7 @@ from helpers.timing import assert_parallel, calibrate_busy
 HERE = pathlib.Path(__file__).parent
 REPO = HERE.parent
 CHECKS = ["import_version_mismatch", "import_no_table", "import_not_installed", "thread_interp", "types_roundtrip",
-          "errors", "call_forms", "iset", "interrupt", "finalize_with_host_thread", "no_growth"]
+          "errors", "call_forms", "row_loops", "iset", "interrupt", "finalize_with_host_thread", "no_growth"]
 
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None,
                                 reason="no C compiler (cc) to build a host program")

@@ -418,6 +418,84 @@ check_call_forms(void)
     return Py_FinalizeEx();
 }
 
+/* ---- the per-row loop: arities, skipped rows, errors ------------------------ */
+
+static int
+check_row_loops(void)
+{
+    start();
+    release_main();
+    int64_t id;
+    CHECK_RC(A->thread_interp(&id), 0);
+    enum { N = 8 };
+    int64_t a[N] = {1, 2, 3, 4, 5, 6, 7, 8}, b[N] = {8, 7, 6, 5, 4, 3, 2, 1}, out[N];
+    uint64_t v[1], va[1] = {0xF9};      /* rows 1 and 2 of a are NULL */
+    mg_column_t co = {MG_T_INT64, out, v};
+    mg_error_t err = {0};
+
+    /* 0, 2, 3 and 5 arguments. */
+    mg_func_t *zero = src_func("n = [0]\ndef f():\n    n[0] += 1\n    return n[0]\n", "f");
+    CHECK_RC(A->call_batch(id, zero, 0, N, 0, NULL, &co, &err), 0);
+    CHECK(out[0] == 1 && out[7] == 8 && bit(v, 7));
+    mg_column_t five[5] = {{MG_T_INT64, a, NULL}, {MG_T_INT64, b, NULL}, {MG_T_INT64, a, NULL},
+                           {MG_T_INT64, b, NULL}, {MG_T_INT64, a, NULL}};
+    mg_func_t *sum = src_func("def f(*xs):\n    return sum(xs)\n", "f");
+    for (int nc = 2; nc <= 5; nc++) {
+        CHECK_RC(A->call_batch(id, sum, 0, N, nc, five, &co, &err), 0);
+        for (int i = 0; i < N; i++)
+            CHECK(out[i] == (nc / 2) * 9 + (nc % 2) * a[i]);
+    }
+
+    /* A raising row's number counts the NULL rows that were not called, in
+     * every arity; the traceback is the function's, not the loop's. */
+    mg_func_t *inv = src_func("def f(x, *rest):\n    return 10 // (x - 4)\n", "f");
+    mg_column_t two[2] = {{MG_T_INT64, a, va}, {MG_T_INT64, b, NULL}};
+    for (int nc = 1; nc <= 2; nc++) {
+        CHECK_RC(A->call_batch(id, inv, 0, N, nc, two, &co, &err), MG_EEXEC);
+        CHECK(err.row == 3 && strcmp(err.type, "ZeroDivisionError") == 0);
+        CHECK(strstr(err.traceback, "in f") != NULL && strstr(err.traceback, "manygil rows") == NULL);
+    }
+    mg_func_t *third = src_func("n = [0]\ndef f():\n    n[0] += 1\n    if n[0] == 3:\n"
+                                "        raise ValueError('third')\n    return n[0]\n", "f");
+    CHECK_RC(A->call_batch(id, third, 0, N, 0, NULL, &co, &err), MG_EEXEC);
+    CHECK(err.row == 2 && strcmp(err.message, "third") == 0);
+
+    /* MG_CALL_ERROR_NULL: each raising row is NULL, the rows after it are
+     * still called, once each. */
+    mg_func_t *odd = src_func("import builtins\nbuiltins.mg_calls = 0\ndef f(x):\n"
+                              "    builtins.mg_calls += 1\n    if x % 2:\n"
+                              "        raise ValueError(x)\n    return x * 10\n", "f");
+    mg_func_t *ncalls = src_func("import builtins\ndef f(x):\n    return builtins.mg_calls\n", "f");
+    mg_column_t ca = {MG_T_INT64, a, NULL};
+    CHECK_RC(A->call_batch(id, odd, MG_CALL_ERROR_NULL, N, 1, &ca, &co, &err), 0);
+    for (int i = 0; i < N; i++)
+        CHECK(a[i] % 2 ? !bit(v, i) : (bit(v, i) && out[i] == a[i] * 10));
+    CHECK_RC(A->call_batch(id, ncalls, 0, 1, 1, &ca, &co, &err), 0);
+    CHECK(out[0] == N);
+    mg_func_t *boom = src_func("def f(x):\n    raise KeyError(x)\n", "f");
+    CHECK_RC(A->call_batch(id, boom, MG_CALL_ERROR_NULL, N, 1, &ca, &co, &err), 0);
+    CHECK(v[0] == 0);
+
+    /* A TEXT cell that is not UTF-8: the batch fails naming its row, or under
+     * MG_CALL_ERROR_NULL only that row is NULL. */
+    mg_bytes_t texts[3] = {{"ab", 2}, {"\xff", 1}, {"cd", 2}};
+    mg_column_t ct = {MG_T_TEXT, texts, NULL};
+    mg_func_t *len = src_func("def f(s):\n    return len(s) * 2\n", "f");
+    CHECK_RC(A->call_batch(id, len, 0, 3, 1, &ct, &co, &err), MG_EEXEC);
+    CHECK(strcmp(err.type, "UnicodeDecodeError") == 0 && err.row == 1);
+    CHECK_RC(A->call_batch(id, len, MG_CALL_ERROR_NULL, 3, 1, &ct, &co, &err), 0);
+    CHECK(bit(v, 0) && out[0] == 4 && !bit(v, 1) && bit(v, 2) && out[2] == 4);
+    CHECK_RC(A->call_batch(id, len, MG_CALL_ERROR_NULL | MG_CALL_VECTORIZED, 3, 1, &ct, &co, &err), 0);
+    CHECK((v[0] & 7) == 0);     /* vectorized: the one call could not be made */
+
+    A->error_clear(&err);
+    mg_func_t *fs[] = {zero, sum, inv, third, odd, ncalls, boom, len};
+    for (size_t i = 0; i < sizeof fs / sizeof *fs; i++)
+        A->func_free(fs[i]);
+    take_main();
+    return Py_FinalizeEx();
+}
+
 /* ---- sharing a bounded set ------------------------------------------------ */
 
 static mg_iset_t *set;
@@ -667,6 +745,7 @@ static const struct { const char *name; int (*fn)(void); } checks[] = {
     {"types_roundtrip", check_types_roundtrip},
     {"errors", check_errors},
     {"call_forms", check_call_forms},
+    {"row_loops", check_row_loops},
     {"iset", check_iset},
     {"interrupt", check_interrupt},
     {"finalize_with_host_thread", check_finalize_with_host_thread},
