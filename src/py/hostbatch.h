@@ -56,10 +56,11 @@ const char *mg__utf8_or(PyObject *s, const char *dflt);
  * with an exception (a TEXT cell that is not UTF-8). */
 PyObject *mg__cell_to_py(const mg_column_t *c, size_t i);
 
-/* Column c's cells rows[0..n) (rows NULL: 0..n) as a new list, NULL cells
- * as None; NULL with an exception and *bad the row whose cell could not be
- * made (-1: out of memory). */
-PyObject *mg__column_to_list(const mg_column_t *c, const size_t *rows, size_t n, int64_t *bad);
+/* Column c's cells rows[0..n) (rows NULL: base..base+n) as a new list,
+ * NULL cells as None; NULL with an exception and *bad the row whose cell
+ * could not be made (-1: out of memory). */
+PyObject *mg__column_to_list(const mg_column_t *c, const size_t *rows, size_t base, size_t n,
+                             int64_t *bad);
 
 /* Store the result `res` of row i in the output column: 0, MG_ENOMEM, or
  * MG_ERESULT with `why` saying what did not fit (no exception left set). */

@@ -149,7 +149,7 @@ run_vectorized(mg__batch_t *b, PyObject *fn)
     int c, rc = 0;
     int64_t row = -1;               /* a cell that could not be made, or the whole batch */
     for (c = 0; c < b->ncols; c++)
-        if ((lists[c] = mg__column_to_list(&b->in[c], NULL, b->nrows, &row)) == NULL)
+        if ((lists[c] = mg__column_to_list(&b->in[c], NULL, 0, b->nrows, &row)) == NULL)
             break;
     PyObject *res = c == b->ncols ? PyObject_Vectorcall(fn, lists, (size_t)b->ncols, NULL) : NULL;
     while (c-- > 0)

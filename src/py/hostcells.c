@@ -61,7 +61,7 @@ mg__cell_to_py(const mg_column_t *c, size_t i)
     do {                                                                      \
         const T *d = c->data;                                                 \
         for (size_t k = 0; k < n; k++) {                                      \
-            size_t i = rows ? rows[k] : k;                                    \
+            size_t i = rows ? rows[k] : base + k;                                    \
             PyObject *o = mg__is_valid(c->validity, i) ? MAKE(d[i]) : Py_NewRef(Py_None); \
             if (o == NULL) {                                                  \
                 *bad = (int64_t)i;                                            \
@@ -73,7 +73,8 @@ mg__cell_to_py(const mg_column_t *c, size_t i)
 
 /* (hostbatch.h) */
 PyObject *
-mg__column_to_list(const mg_column_t *c, const size_t *rows, size_t n, int64_t *bad)
+mg__column_to_list(const mg_column_t *c, const size_t *rows, size_t base, size_t n,
+                   int64_t *bad)
 {
     *bad = -1;
     PyObject *list = PyList_New((Py_ssize_t)n);
@@ -85,7 +86,7 @@ mg__column_to_list(const mg_column_t *c, const size_t *rows, size_t n, int64_t *
     case MG_T_FLOAT64: FILL(double, PyFloat_FromDouble); break;
     default:
         for (size_t k = 0; k < n; k++) {
-            size_t i = rows ? rows[k] : k;
+            size_t i = rows ? rows[k] : base + k;
             PyObject *o = mg__is_valid(c->validity, i) ? mg__cell_to_py(c, i) : Py_NewRef(Py_None);
             if (o == NULL) {
                 *bad = (int64_t)i;

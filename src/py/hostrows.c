@@ -129,14 +129,23 @@ strip_loop_frame(void)
     PyErr_SetRaisedException(exc);
 }
 
-/* Store the results (out) of the n called rows. */
+/* Some called rows: row k of the span is batch row rows[k], or base + k
+ * when rows is NULL. */
+typedef struct {
+    const size_t *rows;
+    size_t base, n;
+} span_t;
+
+#define SPAN_ROW(sp, k) ((sp)->rows ? (sp)->rows[k] : (sp)->base + (k))
+
+/* Store the results (out) of the span's rows. */
 static int
-store_results(mg__batch_t *b, PyObject *out, const size_t *rows, size_t n)
+store_results(mg__batch_t *b, PyObject *out, const span_t *sp)
 {
     char why[256];
     int64_t *d = b->out->type == MG_T_INT64 ? b->out->data : NULL;
-    for (size_t k = 0; k < n; k++) {
-        size_t i = rows ? rows[k] : k;
+    for (size_t k = 0; k < sp->n; k++) {
+        size_t i = SPAN_ROW(sp, k);
         PyObject *res = PyList_GET_ITEM(out, (Py_ssize_t)k);
         if (d != NULL && PyLong_CheckExact(res) && PyUnstable_Long_IsCompact((PyLongObject *)res)) {
             d[i] = (int64_t)PyUnstable_Long_CompactValue((PyLongObject *)res);   /* the common case */
@@ -151,10 +160,9 @@ store_results(mg__batch_t *b, PyObject *out, const size_t *rows, size_t n)
 }
 
 typedef struct {
-    PyObject *it;               /* over the called rows */
+    PyObject *it;               /* over the span's rows */
     PyObject *pos;              /* the iterator whose remaining length says where it is */
-    const size_t *rows;         /* the called rows' numbers, or NULL: 0..n */
-    size_t n;
+    span_t sp;
 } rows_iter_t;
 
 /* The batch row that the call which just raised was given: from the rows
@@ -167,10 +175,9 @@ raising_row(const rows_iter_t *ri)
     if (left < 0)
         PyErr_Clear();
     PyErr_SetRaisedException(exc);
-    if (left < 0 || (size_t)left >= ri->n)
+    if (left < 0 || (size_t)left >= ri->sp.n)
         return -1;
-    size_t k = ri->n - 1 - (size_t)left;
-    return (int64_t)(ri->rows ? ri->rows[k] : k);
+    return (int64_t)SPAN_ROW(&ri->sp, ri->sp.n - 1 - (size_t)left);
 }
 
 /* Call fn over the rows; the list of results, or NULL with b->err set. */
@@ -197,7 +204,7 @@ collect(mg__batch_t *b, PyObject *loops, PyObject *fn, const rows_iter_t *ri)
             break;
         }
         size_t k = (size_t)PyList_GET_SIZE(out);
-        int64_t row = k < ri->n ? (int64_t)(ri->rows ? ri->rows[k] : k) : -1;
+        int64_t row = k < ri->sp.n ? (int64_t)SPAN_ROW(&ri->sp, k) : -1;
         strip_loop_frame();
         if (row < 0 || !mg__call_raised(b, row) || PyList_Append(out, Py_None) < 0) {
             if (PyErr_Occurred())       /* past the last row (an interrupt) or no memory */
@@ -208,22 +215,28 @@ collect(mg__batch_t *b, PyObject *loops, PyObject *fn, const rows_iter_t *ri)
     return out;
 }
 
-/* run_called's "row *bad's cell could not be made and the row is NULL now:
+/* run_span's "row *bad's cell could not be made and the row is NULL now:
  * call the others" */
 #define SKIP_ROW 1
 
-/* Call fn over the n called rows of the batch (rows: their row numbers,
- * or NULL for 0..n) and store the results: 0, MG_E*, or SKIP_ROW. */
+/* The called rows go to the loop in spans of at most this many (DuckDB's
+ * chunk size): the Python values of a span (its cells and results) live at
+ * once, so a host's batch of a million rows does not make a million ints
+ * first. */
+#define SPAN 2048
+
+/* Call fn over a span of the called rows and store the results: 0,
+ * MG_E*, or SKIP_ROW. */
 static int
-run_called(mg__batch_t *b, PyObject *loops, PyObject *fn, const size_t *rows, size_t n,
-           int64_t *bad)
+run_span(mg__batch_t *b, PyObject *loops, PyObject *fn, span_t sp, int64_t *bad)
 {
     int rc = MG_EEXEC;
-    rows_iter_t ri = {NULL, NULL, rows, n};
+    size_t n = sp.n;
+    rows_iter_t ri = {NULL, NULL, sp};
     PyObject *lists = PyTuple_New(b->ncols), *out = NULL;
     *bad = -1;
     for (int c = 0; lists != NULL && c < b->ncols; c++) {
-        PyObject *l = mg__column_to_list(&b->in[c], rows, n, bad);
+        PyObject *l = mg__column_to_list(&b->in[c], sp.rows, sp.base, n, bad);
         if (l == NULL)
             Py_CLEAR(lists);
         else
@@ -261,7 +274,7 @@ run_called(mg__batch_t *b, PyObject *loops, PyObject *fn, const size_t *rows, si
         mg__set_error(b->err, -1, "SystemError", "the row loop lost results", "");
         goto done;
     }
-    rc = store_results(b, out, rows, n);
+    rc = store_results(b, out, &sp);
 done:
     Py_XDECREF(out);
     Py_XDECREF(ri.it);
@@ -284,24 +297,29 @@ mg__run_rows(mg__batch_t *b, PyObject *fn)
         rc = MG_EEXEC;
     }
     int64_t bad;
-    while (loops != NULL && (rc = run_called(b, loops, fn, rows, n, &bad)) == SKIP_ROW) {
-        if (rows == NULL) {         /* drop row `bad` from the called rows */
-            if ((rows = malloc(n * sizeof(size_t))) == NULL) {
-                mg__set_error(b->err, -1, "MemoryError", "out of memory", "");
-                return MG_ENOMEM;
-            }
+    for (size_t k0 = 0; rc == 0 && k0 < n;) {
+        span_t sp = {rows ? rows + k0 : NULL, k0, n - k0 < SPAN ? n - k0 : SPAN};
+        if ((rc = run_span(b, loops, fn, sp, &bad)) == 0) {
+            k0 += sp.n;
+            continue;
+        }
+        if (rc != SKIP_ROW)
+            break;
+        /* Drop row `bad` from the called rows and go on from the same place. */
+        if (rows == NULL && (rows = malloc(n * sizeof(size_t))) == NULL) {
+            mg__set_error(b->err, -1, "MemoryError", "out of memory", "");
+            return MG_ENOMEM;
+        }
+        if (sp.rows == NULL)
             for (size_t k = 0; k < n; k++)
                 rows[k] = k;
-        }
-        size_t k = 0;
+        size_t k = k0;
         while (k < n && rows[k] != (size_t)bad)
             k++;
         for (; k + 1 < n; k++)
             rows[k] = rows[k + 1];
-        if (--n == 0) {
-            rc = 0;
-            break;
-        }
+        n--;
+        rc = 0;
     }
     free(rows);
     return rc;

@@ -488,8 +488,35 @@ check_row_loops(void)
     CHECK_RC(A->call_batch(id, len, MG_CALL_ERROR_NULL | MG_CALL_VECTORIZED, 3, 1, &ct, &co, &err), 0);
     CHECK((v[0] & 7) == 0);     /* vectorized: the one call could not be made */
 
+    /* Batches longer than the loop's span (2048 rows). */
+    enum { BIG = 5000 };
+    static int64_t big[BIG], bigout[BIG];
+    static uint64_t bigin_v[(BIG + 63) / 64], bigout_v[(BIG + 63) / 64];
+    static mg_bytes_t bigtext[BIG];
+    for (int i = 0; i < BIG; i++) {
+        big[i] = i;
+        if (i % 7)
+            bigin_v[i / 64] |= (uint64_t)1 << (i % 64);
+        bigtext[i].ptr = i == 3000 ? "\xff" : "abc";
+        bigtext[i].len = i == 3000 ? 1 : 3;
+    }
+    mg_column_t cbig = {MG_T_INT64, big, bigin_v}, cbo = {MG_T_INT64, bigout, bigout_v};
+    mg_func_t *at = src_func("def f(x):\n    if x == 4321:\n        raise ValueError(x)\n"
+                             "    return x + 1\n", "f");
+    CHECK_RC(A->call_batch(id, at, 0, BIG, 1, &cbig, &cbo, &err), MG_EEXEC);
+    CHECK(err.row == 4321);
+    CHECK_RC(A->call_batch(id, at, MG_CALL_ERROR_NULL, BIG, 1, &cbig, &cbo, &err), 0);
+    for (int i = 0; i < BIG; i++)
+        CHECK(i % 7 == 0 || i == 4321 ? !bit(bigout_v, i) : (bit(bigout_v, i) && bigout[i] == i + 1));
+    mg_column_t cbt = {MG_T_TEXT, bigtext, NULL};
+    CHECK_RC(A->call_batch(id, len, 0, BIG, 1, &cbt, &cbo, &err), MG_EEXEC);
+    CHECK(err.row == 3000 && strcmp(err.type, "UnicodeDecodeError") == 0);
+    CHECK_RC(A->call_batch(id, len, MG_CALL_ERROR_NULL, BIG, 1, &cbt, &cbo, &err), 0);
+    for (int i = 0; i < BIG; i++)
+        CHECK(i == 3000 ? !bit(bigout_v, i) : (bit(bigout_v, i) && bigout[i] == 6));
+
     A->error_clear(&err);
-    mg_func_t *fs[] = {zero, sum, inv, third, odd, ncalls, boom, len};
+    mg_func_t *fs[] = {zero, sum, inv, third, odd, ncalls, boom, len, at};
     for (size_t i = 0; i < sizeof fs / sizeof *fs; i++)
         A->func_free(fs[i]);
     take_main();
