@@ -351,9 +351,10 @@ class _Runner:
         if self.running.get(job.task.key) is job:
             del self.running[job.task.key]
         try:
-            if fut.cancelled():
+            try:
+                exc = fut.exception()       # (not result(): a raise would give it a traceback)
+            except CancelledError:
                 return self._cancelled(job)
-            exc = fut.exception()
             if exc is None:
                 result, start, stop, ident = fut.result()
                 with self.lock:
