@@ -17,14 +17,14 @@ Workloads:
    calibrated here at the start) that each depend on one of 8 seed tasks,
    and one task that sums them; wall time from ``compute()`` to the result,
    best of 3 rounds (the clusters taking turns);
-2. tiny tasks: ``client.map(inc, range(10_000))`` and ``gather``, best of 2
+2. tiny tasks: ``client.map(inc, range(10_000))`` and ``gather``, best of 3
    rounds after a warm-up of 1,000;
 3. memory: the sum of the PSS of the cluster's worker processes after
    workload 1 (Linux: /proc/PID/smaps_rollup).
 
 Targets: manygil >= 1.7x the plain worker and >= 0.9x the two processes on
 workload 1, with less memory than the two processes; workload 2 no slower
-than the plain worker.  About three minutes; run it on a quiet machine.
+than the plain worker.  About five minutes; run it on a quiet machine.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ SEEDS = 8
 TASK_SECONDS = 0.1
 TINY_N = 10_000
 CPU_ROUNDS = 3
-TINY_ROUNDS = 2
+TINY_ROUNDS = 3
 CONFIGS = {
     "plain": dict(n_workers=1, threads_per_worker=2),
     "manygil": dict(n_workers=1, threads_per_worker=2, preload=["manygil.dask"]),
