@@ -114,27 +114,21 @@ c_spin(void *arg)
     return NULL;
 }
 
-/* Best-of-3 ratio time(2 C threads) / time(1) for the same loop. */
+/* The ratio time(2 C threads) / time(1) for the same loop, measured now. */
 static double
 c_parallel_ratio(void)
 {
     unsigned long n = 300UL * 1000 * 1000;
-    double best = 1e9;
-    for (int attempt = 0; attempt < 3; attempt++) {
-        double t0 = now();
-        c_spin(&n);
-        double one = now() - t0;
-        pthread_t t[2];
-        t0 = now();
-        for (int i = 0; i < 2; i++)
-            pthread_create(&t[i], NULL, c_spin, &n);
-        for (int i = 0; i < 2; i++)
-            pthread_join(t[i], NULL);
-        double ratio = (now() - t0) / one;
-        if (ratio < best)
-            best = ratio;
-    }
-    return best;
+    double t0 = now();
+    c_spin(&n);
+    double one = now() - t0;
+    pthread_t t[2];
+    t0 = now();
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, c_spin, &n);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    return (now() - t0) / one;
 }
 
 /* Two interpreters on two threads finish CPU-bound work in about the time
@@ -154,9 +148,14 @@ test_parallel_ratio(void)
     job_t warm[2] = {{a, SPIN, -99}, {b, SPIN, -99}};
     run_job(&warm[0]);
     run_job(&warm[1]);
-    double best = 1e9;
-    /* Best of up to 5: these are shared, noisy 2-core VMs. */
-    for (int attempt = 0; attempt < 5 && best >= 1.4; attempt++) {
+    /* Up to 5 attempts: these are shared, noisy 2-core VMs, and the test
+     * job beside this one takes a core now and then.  An attempt passes
+     * under 1.4, or within 0.3 of what two plain C threads get right after
+     * it (a shared GIL gives ~2.0 whatever the machine does); when plain C
+     * threads show no parallelism in any attempt the machine is too busy to
+     * tell. */
+    int ok = 0, measurable = 0;
+    for (int attempt = 0; attempt < 5 && !ok; attempt++) {
         double t0 = now();
         job_t one = {a, SPIN, -99};
         run_job(&one);
@@ -173,22 +172,24 @@ test_parallel_ratio(void)
         CHECK_EQ(jobs[0].rc, 0);
         CHECK_EQ(jobs[1].rc, 0);
         double ratio = t_two / t_one;
-        printf("(parallel ratio attempt %d: %.2f)\n", attempt, ratio);
-        if (ratio < best)
-            best = ratio;
-    }
-    if (best >= 1.4) {
+        if (ratio < 1.4) {
+            printf("(parallel ratio attempt %d: %.2f)\n", attempt, ratio);
+            ok = 1;
+            break;
+        }
         double control = c_parallel_ratio();
-        /* Within 0.3 of what two plain C threads got just now (a shared
-         * GIL gives ~2.0 whatever the machine does: CI once saw 1.47 best
-         * while the ASan job shared the machine with another). */
-        printf("(two C threads: %.2f)\n", control);
-        if (control >= 1.3)
-            printf("(skipped parallel ratio: machine too busy, two C threads gave %.2f)\n",
-                   control);
-        else
-            CHECK(best < 1.4 || best < control + 0.3);
+        printf("(parallel ratio attempt %d: %.2f; two C threads right after: %.2f)\n", attempt,
+               ratio, control);
+        if (control < 1.3) {
+            measurable = 1;
+            ok = ratio < control + 0.3;
+        }
     }
+    if (!ok && !measurable)
+        printf("(skipped parallel ratio: machine too busy, two plain C threads showed no "
+               "parallelism either)\n");
+    else
+        CHECK(ok);
     CHECK_EQ(mg_interp_close(a), 0);
     CHECK_EQ(mg_interp_close(b), 0);
 }
