@@ -148,14 +148,14 @@ test_parallel_ratio(void)
     job_t warm[2] = {{a, SPIN, -99}, {b, SPIN, -99}};
     run_job(&warm[0]);
     run_job(&warm[1]);
-    /* Up to 5 attempts: these are shared, noisy 2-core VMs, and the test
+    /* Up to 8 attempts: these are shared, noisy 2-core VMs, and the test
      * job beside this one takes a core now and then.  An attempt passes
      * under 1.4, or within 0.3 of what two plain C threads get right after
-     * it (a shared GIL gives ~2.0 whatever the machine does); when plain C
-     * threads show no parallelism in any attempt the machine is too busy to
-     * tell. */
+     * it (a shared GIL gives ~2.0 whatever the machine does).  An attempt
+     * whose C threads show no parallelism (>= 1.3) tells nothing; with
+     * fewer than 2 attempts that tell, the machine is too busy to judge. */
     int ok = 0, measurable = 0;
-    for (int attempt = 0; attempt < 5 && !ok; attempt++) {
+    for (int attempt = 0; attempt < 8 && !ok; attempt++) {
         double t0 = now();
         job_t one = {a, SPIN, -99};
         run_job(&one);
@@ -181,13 +181,13 @@ test_parallel_ratio(void)
         printf("(parallel ratio attempt %d: %.2f; two C threads right after: %.2f)\n", attempt,
                ratio, control);
         if (control < 1.3) {
-            measurable = 1;
+            measurable++;
             ok = ratio < control + 0.3;
         }
     }
-    if (!ok && !measurable)
-        printf("(skipped parallel ratio: machine too busy, two plain C threads showed no "
-               "parallelism either)\n");
+    if (!ok && measurable < 2)
+        printf("(skipped parallel ratio: machine too busy, two plain C threads showed "
+               "parallelism in %d attempt(s) only)\n", measurable);
     else
         CHECK(ok);
     CHECK_EQ(mg_interp_close(a), 0);
